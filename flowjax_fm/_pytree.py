@@ -1,0 +1,45 @@
+"""Frozen pytree dataclasses: the one way this package declares hyperparameter objects.
+
+Float hyperparameters are pytree *leaves* (they can be traced, swept and differentiated
+without recompiling); fields that change shapes or Python control flow are marked with
+:func:`static_field` and become part of the treedef.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, TypeVar
+
+import jax
+
+__all__ = ["pytree_dataclass", "static_field"]
+
+T = TypeVar("T")
+
+
+def static_field(**kwargs: Any) -> Any:
+    """A dataclass field that is part of the treedef (hashable, not traced)."""
+    metadata = dict(kwargs.pop("metadata", {}) or {})
+    metadata["static"] = True
+    return dataclasses.field(metadata=metadata, **kwargs)
+
+
+def pytree_dataclass(cls: type[T]) -> type[T]:
+    """Make ``cls`` a frozen dataclass registered as a JAX pytree.
+
+    Fields whose metadata has ``static=True`` (see :func:`static_field`) are metadata of
+    the treedef; every other field is a child (leaf or sub-pytree).
+
+    Examples:
+      >>> import jax
+      >>> @pytree_dataclass
+      ... class Scale:
+      ...     factor: float = 2.0
+      >>> jax.tree_util.tree_leaves(Scale(3.0))
+      [3.0]
+    """
+    cls = dataclasses.dataclass(frozen=True)(cls)
+    data_fields, meta_fields = [], []
+    for f in dataclasses.fields(cls):
+        (meta_fields if f.metadata.get("static", False) else data_fields).append(f.name)
+    return jax.tree_util.register_dataclass(cls, data_fields=data_fields, meta_fields=meta_fields)

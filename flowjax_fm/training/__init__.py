@@ -1,0 +1,1 @@
+"""flowjax_fm.training."""
