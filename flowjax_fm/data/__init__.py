@@ -1,1 +1,15 @@
-"""flowjax_fm.data."""
+"""Data: 2D toy distributions drawn with :mod:`jax.random`, and point sets from ``.npy`` files.
+
+A toy sampler is pure and jit-able (``name`` and ``n`` static)::
+
+    x = fm.data.sample_toy("moons", key, 256)        # (256, 2) float32
+    sampler = fm.data.make_sampler("8gaussians")     # (key, n) -> (n, 2)
+
+``8gaussians`` and ``moons`` follow torchcfm's conventions, so results compare with its
+published numbers; the definitions are in :mod:`flowjax_fm.data._toy`.
+"""
+
+from flowjax_fm.data._points import load_points
+from flowjax_fm.data._toy import TOY_NAMES, make_sampler, sample_toy
+
+__all__ = ["TOY_NAMES", "load_points", "make_sampler", "sample_toy"]

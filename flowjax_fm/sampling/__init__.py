@@ -1,1 +1,11 @@
-"""flowjax_fm.sampling."""
+"""flowjax_fm.sampling: integrate a learned vector field's ODE with diffrax.
+
+Generation pushes source samples (``t = 0``) to the data end (``t = 1``) with :func:`sample`;
+:func:`encode` runs the flow backwards. This is ODE integration, not
+:mod:`flowjax_fm.time_sampling` (which draws training times).
+"""
+
+from flowjax_fm.sampling._sample import SampleResult, encode, round_trip_error, sample
+from flowjax_fm.sampling._solvers import RK4, SOLVER_NAMES
+
+__all__ = ["RK4", "SOLVER_NAMES", "SampleResult", "encode", "round_trip_error", "sample"]

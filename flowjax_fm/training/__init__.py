@@ -1,1 +1,28 @@
-"""flowjax_fm.training."""
+"""Training: the train state, the pure step, the scan-chunked loop, checkpoints, the main job."""
+
+from flowjax_fm.training._checkpoint import Checkpointer, write_json_atomic
+from flowjax_fm.training._experiment import TrainConfig, load_run, train_and_evaluate
+from flowjax_fm.training._fit import NonFiniteLossError, batch_source, fit
+from flowjax_fm.training._step import (
+    TrainState,
+    init_state,
+    make_train_step,
+    make_vector_field,
+    split_model,
+)
+
+__all__ = [
+    "Checkpointer",
+    "NonFiniteLossError",
+    "TrainConfig",
+    "TrainState",
+    "batch_source",
+    "fit",
+    "init_state",
+    "load_run",
+    "make_train_step",
+    "make_vector_field",
+    "split_model",
+    "train_and_evaluate",
+    "write_json_atomic",
+]

@@ -1,0 +1,214 @@
+r"""Two-dimensional toy distributions, drawn with :mod:`jax.random` only.
+
+Every sampler draws ``n`` i.i.d. points: a point's mixture component (which Gaussian, moon,
+circle, spiral arm or checkerboard row) is drawn independently per point, so any slice of a
+sample is itself a sample. All samplers are pure functions of ``key`` and are traced once per
+``(name, n)``; they can be called inside :func:`jax.jit`, :func:`jax.lax.scan` and
+:func:`jax.vmap` (over keys).
+
+Definitions (``u ~ U[0, 1)``, ``z ~ N(0, 1)``, fresh for each use):
+
+* ``gaussian``: :math:`N(0, I_2)`.
+* ``8gaussians``: centres :math:`5 (\cos(k\pi/4), \sin(k\pi/4))`, ``k`` uniform on
+  ``0..7``, plus :math:`N(0, s^2 I)` with :math:`s = 0.1^{1/4} \approx 0.562`. This is
+  torchcfm's ``sample_8gaussians`` in distribution: it passes ``sqrt(var)`` with ``var = 0.1``
+  as the *covariance*, so its per-coordinate std is ``0.1 ** 0.25``, not ``0.1``.
+* ``moons``: torchcfm's ``sample_moons`` (torchdyn's ``generate_moons(noise=0.2)``, then
+  ``3 x - 1``), not scikit-learn's. Outer arc :math:`(\cos s, \sin s)`, inner arc
+  :math:`(1 - \cos s, 1/2 - \sin s)`, :math:`s \in [0, \pi]`, one noise draw
+  :math:`0.2 u` added to *both* coordinates (so the noise lies along the diagonal), then
+  :math:`3 x - 1`. torchdyn spaces ``s`` evenly and puts exactly half the points on each arc;
+  here ``s ~ U[0, pi)`` and the arc is a fair coin per point: the same distribution, without
+  the discretisation (and with binomial rather than exactly equal arc counts).
+* ``circles``: scikit-learn's ``make_circles(factor=0.5, noise=0.08)`` scaled by 3 (the
+  FFJORD toy set): radius 3 or 1.5 with equal probability, uniform angle, plus
+  :math:`N(0, 0.24^2 I)`.
+* ``checkerboard``: the FFJORD checkerboard on :math:`[-4, 4]^2`: 8 of the 16 squares of side
+  2, uniform on their union.
+* ``scurve``: scikit-learn's ``make_s_curve(noise=0.1)`` projected on coordinates 0 and 2:
+  :math:`t = 3\pi(u - 1/2)`, point :math:`(\sin t, \operatorname{sign}(t)(\cos t - 1))`
+  plus :math:`N(0, 0.1^2 I)`; range about :math:`[-1, 1] \times [-2, 2]`. (The third,
+  uniform "height" coordinate is dropped, as torchcfm's research harness does.)
+* ``swissroll``: scikit-learn's ``make_swiss_roll(noise=1.0)`` projected on coordinates 0 and
+  2 and divided by 5 (the FFJORD convention): :math:`t = \tfrac{3\pi}{2}(1 + 2u)`, point
+  :math:`(t \cos t, t \sin t) / 5` plus :math:`N(0, 0.2^2 I)`; range about
+  :math:`[-2.8, 2.8]^2`.
+* ``2spirals``: the FFJORD two spirals: :math:`m = 3\pi\sqrt{u}`, arm
+  :math:`(-m \cos m + 0.5 u', m \sin m + 0.5 u'')`, negated for the second arm (a fair coin),
+  divided by 3, plus :math:`N(0, 0.1^2 I)`; range about :math:`[-3.5, 3.5]^2`.
+
+References:
+  Tong et al. 2023 (torchcfm), Improving and generalizing flow-based generative models with
+  minibatch optimal transport. Grathwohl et al. 2019, FFJORD (toy data sets).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import numbers
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+
+__all__ = ["TOY_NAMES", "sample_toy", "make_sampler"]
+
+_F32 = jnp.float32
+
+
+def _gaussian(key, n):
+    return jax.random.normal(key, (n, 2), _F32)
+
+
+def _eight_gaussians(key, n):
+    key_centre, key_noise = jax.random.split(key)
+    angle = jax.random.randint(key_centre, (n,), 0, 8).astype(_F32) * (math.pi / 4)
+    centres = 5.0 * jnp.stack([jnp.cos(angle), jnp.sin(angle)], axis=-1)
+    return centres + 0.1**0.25 * jax.random.normal(key_noise, (n, 2), _F32)
+
+
+def _moons(key, n):
+    key_arc, key_s, key_noise = jax.random.split(key, 3)
+    inner = jax.random.bernoulli(key_arc, 0.5, (n,))
+    s = jax.random.uniform(key_s, (n,), _F32, 0.0, math.pi)
+    x = jnp.where(inner, 1.0 - jnp.cos(s), jnp.cos(s))
+    y = jnp.where(inner, 0.5 - jnp.sin(s), jnp.sin(s))
+    shift = jax.random.uniform(key_noise, (n, 1), _F32, 0.0, 0.2)  # one draw for x and y
+    return 3.0 * (jnp.stack([x, y], axis=-1) + shift) - 1.0
+
+
+def _circles(key, n):
+    key_ring, key_angle, key_noise = jax.random.split(key, 3)
+    radius = jnp.where(jax.random.bernoulli(key_ring, 0.5, (n,)), 1.5, 3.0)
+    angle = jax.random.uniform(key_angle, (n,), _F32, 0.0, 2 * math.pi)
+    points = radius[:, None] * jnp.stack([jnp.cos(angle), jnp.sin(angle)], axis=-1)
+    return points + 0.24 * jax.random.normal(key_noise, (n, 2), _F32)
+
+
+def _checkerboard(key, n):
+    key_x, key_y, key_row = jax.random.split(key, 3)
+    x = jax.random.uniform(key_x, (n,), _F32, -2.0, 2.0)
+    row = 2.0 * jax.random.bernoulli(key_row, 0.5, (n,)).astype(_F32)
+    y = jax.random.uniform(key_y, (n,), _F32) - row + jnp.mod(jnp.floor(x), 2.0)
+    return 2.0 * jnp.stack([x, y], axis=-1)
+
+
+def _scurve(key, n):
+    key_t, key_noise = jax.random.split(key)
+    t = 3 * math.pi * (jax.random.uniform(key_t, (n,), _F32) - 0.5)
+    points = jnp.stack([jnp.sin(t), jnp.sign(t) * (jnp.cos(t) - 1.0)], axis=-1)
+    return points + 0.1 * jax.random.normal(key_noise, (n, 2), _F32)
+
+
+def _swissroll(key, n):
+    key_t, key_noise = jax.random.split(key)
+    t = 1.5 * math.pi * (1.0 + 2.0 * jax.random.uniform(key_t, (n,), _F32))
+    points = jnp.stack([t * jnp.cos(t), t * jnp.sin(t)], axis=-1) / 5.0
+    return points + 0.2 * jax.random.normal(key_noise, (n, 2), _F32)
+
+
+def _two_spirals(key, n):
+    key_m, key_jitter, key_arm, key_noise = jax.random.split(key, 4)
+    m = 3 * math.pi * jnp.sqrt(jax.random.uniform(key_m, (n,), _F32))
+    jitter = 0.5 * jax.random.uniform(key_jitter, (n, 2), _F32)
+    arm = jnp.stack([-m * jnp.cos(m), m * jnp.sin(m)], axis=-1) + jitter
+    sign = jnp.where(jax.random.bernoulli(key_arm, 0.5, (n, 1)), -1.0, 1.0)
+    return sign * arm / 3.0 + 0.1 * jax.random.normal(key_noise, (n, 2), _F32)
+
+
+_SAMPLERS: dict[str, Callable[[jax.Array, int], jax.Array]] = {
+    "gaussian": _gaussian,
+    "8gaussians": _eight_gaussians,
+    "moons": _moons,
+    "circles": _circles,
+    "checkerboard": _checkerboard,
+    "scurve": _scurve,
+    "swissroll": _swissroll,
+    "2spirals": _two_spirals,
+}
+
+TOY_NAMES: tuple[str, ...] = tuple(_SAMPLERS)
+"""Names accepted by :func:`sample_toy` and :func:`make_sampler`."""
+
+
+def _check_name(name) -> str:
+    if name not in _SAMPLERS:
+        raise ValueError(f"unknown toy data set {name!r}; valid names: {', '.join(TOY_NAMES)}")
+    return name
+
+
+def _check_n(n) -> int:
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+        raise ValueError(f"n must be a positive Python int (a static sample size), got {n!r}")
+    return int(n)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 2))
+def _sample(name: str, key: jax.Array, n: int) -> jax.Array:
+    return _SAMPLERS[name](key, n).astype(_F32)
+
+
+def sample_toy(name: str, key: jax.Array, n: int) -> jax.Array:
+    r"""Draws ``n`` i.i.d. points from a named 2D toy distribution.
+
+    .. math:: x_i \overset{\text{iid}}{\sim} p_{\text{name}}, \quad i = 1, \dots, n.
+
+    The distributions and their scales are defined in :mod:`flowjax_fm.data._toy` (module
+    docstring); ``8gaussians`` and ``moons`` match torchcfm's samplers in distribution.
+    Compiled once per ``(name, n)``; callable inside :func:`jax.jit` with ``name`` and ``n``
+    static.
+
+    Args:
+      name: one of :data:`TOY_NAMES`: ``"gaussian"``, ``"8gaussians"``, ``"moons"``,
+        ``"circles"``, ``"checkerboard"``, ``"scurve"``, ``"swissroll"``, ``"2spirals"``.
+      key: a :func:`jax.random.key` (or legacy ``PRNGKey``).
+      n: number of points, a positive Python int.
+
+    Returns:
+      ``float32`` array of shape ``(n, 2)``.
+
+    Raises:
+      ValueError: if ``name`` is unknown (the message lists the valid names) or ``n`` is not a
+        positive int.
+
+    Examples:
+      >>> import jax
+      >>> from flowjax_fm.data import sample_toy
+      >>> x = sample_toy("moons", jax.random.key(0), 512)
+      >>> x.shape, x.dtype
+      ((512, 2), dtype('float32'))
+      >>> jax.jit(sample_toy, static_argnums=(0, 2))("8gaussians", jax.random.key(1), 3).shape
+      (3, 2)
+    """
+    return _sample(_check_name(name), key, _check_n(n))
+
+
+def make_sampler(name: str) -> Callable[[jax.Array, int], jax.Array]:
+    """Returns the sampler ``(key, n) -> (n, 2)`` of a named toy distribution.
+
+    The form :func:`flowjax_fm.training.fit` accepts as ``source`` / ``target``.
+
+    Args:
+      name: one of :data:`TOY_NAMES`.
+
+    Returns:
+      ``sampler(key, n)``, equal to ``sample_toy(name, key, n)``.
+
+    Raises:
+      ValueError: if ``name`` is unknown (checked now, not at the first call).
+
+    Examples:
+      >>> import jax
+      >>> from flowjax_fm.data import make_sampler
+      >>> make_sampler("checkerboard")(jax.random.key(0), 5).shape
+      (5, 2)
+    """
+    _check_name(name)
+
+    def sampler(key: jax.Array, n: int) -> jax.Array:
+        return sample_toy(name, key, n)
+
+    sampler.__name__ = sampler.__qualname__ = f"sample_{name}"
+    sampler.__doc__ = f"Draws ``n`` points of the {name!r} toy distribution: ``(n, 2)`` float32."
+    return sampler

@@ -1,0 +1,241 @@
+"""fm.sampling: diffrax ODE integration against closed-form flows, exact NFE, errors."""
+
+import diffrax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import flowjax_fm as fm
+
+# Gaussian -> Gaussian: x0 ~ N(0, I), x1 ~ N(m, s^2 I), independent coupling, straight path.
+M, S = 2.0, 0.5
+
+
+def gaussian_field(x, t):
+    t = t[:, None]
+    return M + (t * S**2 - (1 - t)) / ((1 - t) ** 2 + t**2 * S**2) * (x - t * M)
+
+
+def gaussian_flow(x0, t):
+    """Exact flow map x(t) = t m + sqrt((1 - t)^2 + t^2 s^2) x0; t of shape () or (T,)."""
+    t = jnp.asarray(t)[..., None, None]
+    return t * M + jnp.sqrt((1 - t) ** 2 + t**2 * S**2) * x0
+
+
+def test_gaussian_flow_map_is_exact():
+    # d/dt of the closed-form map equals the marginal velocity at the mapped point.
+    x0 = jax.random.normal(jax.random.key(0), (16, 2))
+    for t in (0.1, 0.5, 0.9):
+        dxdt = jax.jvp(lambda tt: gaussian_flow(x0, tt), (jnp.float32(t),), (1.0,))[1]
+        v = gaussian_field(gaussian_flow(x0, t), jnp.full((16,), t))
+        np.testing.assert_allclose(dxdt, v, rtol=1e-5, atol=1e-5)
+
+
+class Counter:
+    """Counts executed calls of a vector field through a host callback."""
+
+    def __init__(self, field):
+        self.field, self.calls = field, 0
+
+    def _bump(self):
+        self.calls += 1
+
+    def __call__(self, x, t):
+        jax.debug.callback(self._bump)
+        return self.field(x, t)
+
+
+# (solver, num_steps, per-point tolerance against the exact map)
+SOLVER_CASES = [
+    ("euler", 400, 2e-2),
+    ("midpoint", 32, 1e-3),
+    ("heun", 32, 5e-3),
+    ("rk4", 16, 1e-4),
+    # adaptive, rtol = atol = 1e-5 per step: the global error is about 10x that
+    ("tsit5", None, 3e-4),
+    ("dopri5", None, 3e-4),
+    (diffrax.Bosh3(), None, 1e-3),
+]
+
+
+@pytest.mark.parametrize("solver,num_steps,tol", SOLVER_CASES, ids=lambda c: str(c)[:12])
+def test_maps_gaussian_to_gaussian(solver, num_steps, tol):
+    n = 4000
+    x0 = jax.random.normal(jax.random.key(1), (n, 2))
+    field = Counter(gaussian_field)
+    res = fm.sampling.sample(field, x0, solver=solver, num_steps=num_steps)
+    jax.effects_barrier()
+    assert res.x.shape == x0.shape and res.x.dtype == x0.dtype
+    assert float(jnp.abs(res.x - gaussian_flow(x0, 1.0)).max()) < tol
+    # sample statistics of N(m, s^2 I): a few standard errors, plus the solver error
+    se_mean, se_std = S / np.sqrt(n), S / np.sqrt(2 * n)
+    np.testing.assert_allclose(res.x.mean(0), M, atol=4 * se_mean + tol)
+    np.testing.assert_allclose(res.x.std(0), S, atol=4 * se_std + tol)
+    # nfe is the true number of calls
+    assert res.nfe.dtype == jnp.int32 and res.nfe.shape == ()
+    assert int(res.nfe) == field.calls
+    assert bool(res.success) and res.nfe_exact
+    if num_steps is not None:
+        assert int(res.num_steps) == num_steps and int(res.num_rejected) == 0
+
+
+STAGES = {"euler": 1, "midpoint": 2, "heun": 2, "rk4": 4}
+
+
+@pytest.mark.parametrize(
+    "solver,num_steps",
+    # (test_maps_gaussian_to_gaussian counts the other solver / step-size combinations)
+    [("tsit5", 5), ("heun", None), ("rk4", None), (diffrax.Dopri8(), 3)],
+    ids=lambda c: str(c)[:12],
+)
+def test_nfe_is_exact(solver, num_steps):
+    x0 = jax.random.normal(jax.random.key(2), (8, 2))
+    field = Counter(gaussian_field)
+    res = fm.sampling.sample(field, x0, solver=solver, num_steps=num_steps, rtol=1e-6, atol=1e-6)
+    jax.effects_barrier()
+    assert int(res.nfe) == field.calls
+    steps = int(res.num_steps)
+    if solver in ("tsit5", "dopri5"):  # 7 stages, first same as last
+        assert int(res.nfe) == 6 * steps + 1
+    elif isinstance(solver, str):
+        assert int(res.nfe) == STAGES[solver] * steps
+    if num_steps is None:
+        assert steps > 1 and int(res.num_rejected) >= 0
+
+
+def rotation_field(x, t):
+    w = (1 + 2 * t)[:, None]
+    return w * jnp.stack([-x[:, 1], x[:, 0]], axis=1)
+
+
+def rotation_flow(x0, t):
+    angle = t + t**2
+    c, s = np.cos(angle), np.sin(angle)
+    return jnp.stack([c * x0[:, 0] - s * x0[:, 1], s * x0[:, 0] + c * x0[:, 1]], axis=1)
+
+
+@pytest.mark.parametrize(
+    "solver,order,steps",
+    [
+        ("euler", 1, (16, 32, 64)),
+        ("midpoint", 2, (8, 16, 32)),
+        ("heun", 2, (8, 16, 32)),
+        ("rk4", 4, (4, 8, 16)),
+    ],
+)
+def test_order_of_convergence(solver, order, steps):
+    # A rotation with time-varying speed (angle t + t^2): no special structure to cancel
+    # the leading error term. (On the Gaussian flow above the explicit midpoint method is
+    # superconvergent, slope ~3.)
+    x0 = jax.random.normal(jax.random.key(3), (64, 2))
+    exact = rotation_flow(x0, 1.0)
+    errors = [
+        float(jnp.abs(fm.sampling.sample(rotation_field, x0, solver=solver, num_steps=n).x - exact).max())
+        for n in steps
+    ]
+    slope = np.polyfit(np.log(steps), np.log(errors), 1)[0]
+    assert abs(-slope - order) < 0.3, (errors, slope)
+
+
+def test_backward_integration_recovers_source():
+    solver, num_steps, tol = "rk4", 32, 1e-4
+    x0 = jax.random.normal(jax.random.key(4), (256, 2))
+    x1 = gaussian_flow(x0, 1.0)
+    back = fm.sampling.encode(gaussian_field, x1, solver=solver, num_steps=num_steps)
+    assert float(jnp.abs(back.x - x0).max()) < tol
+    same = fm.sampling.sample(gaussian_field, x1, solver=solver, num_steps=num_steps, t0=1.0, t1=0.0)
+    np.testing.assert_array_equal(back.x, same.x)
+    err = fm.sampling.round_trip_error(gaussian_field, x0, solver=solver, num_steps=num_steps)
+    assert err.shape == (256,) and float(err.max()) < 2 * tol
+
+
+def test_trajectory_fixed_steps():
+    x0 = jax.random.normal(jax.random.key(5), (32, 2))
+    res = fm.sampling.sample(gaussian_field, x0, solver="rk4", num_steps=10, save_trajectory=True)
+    assert res.trajectory.shape == (11, 32, 2) and res.ts.shape == (11,)
+    np.testing.assert_allclose(res.ts, np.linspace(0.0, 1.0, 11), atol=1e-6)
+    np.testing.assert_array_equal(res.trajectory[0], x0)
+    np.testing.assert_array_equal(res.trajectory[-1], res.x)
+    np.testing.assert_allclose(res.trajectory, gaussian_flow(x0, res.ts), atol=1e-4)
+    plain = fm.sampling.sample(gaussian_field, x0, solver="rk4", num_steps=10)
+    assert plain.trajectory is None and plain.ts is None
+    np.testing.assert_allclose(plain.x, res.x, atol=1e-6)
+
+
+def test_trajectory_adaptive_and_backward():
+    x0 = jax.random.normal(jax.random.key(6), (32, 2))
+    res = fm.sampling.sample(gaussian_field, x0, save_trajectory=True)
+    assert res.trajectory.shape == (101, 32, 2) and res.ts.shape == (101,)
+    np.testing.assert_allclose(res.trajectory, gaussian_flow(x0, res.ts), atol=3e-4)
+    x1 = res.x
+    back = fm.sampling.encode(gaussian_field, x1, save_trajectory=True, trajectory_points=5)
+    assert back.trajectory.shape == (5, 32, 2)
+    np.testing.assert_allclose(back.ts, [1.0, 0.75, 0.5, 0.25, 0.0], atol=1e-6)
+    np.testing.assert_array_equal(back.trajectory[0], x1)
+    np.testing.assert_allclose(back.trajectory[-1], x0, atol=5e-4)
+
+
+def test_event_shape_and_condition():
+    # event (3, 4); the condition is a per-example scale: v = c * x, so x(1) = e^c x0
+    x0 = jax.random.normal(jax.random.key(7), (6, 3, 4))
+    c = jnp.linspace(-1.0, 1.0, 6)
+
+    def field(x, t, *, cond):
+        assert t.shape == (6,)
+        return cond[:, None, None] * x
+
+    res = fm.sampling.sample(field, x0, cond=c)
+    np.testing.assert_allclose(res.x, jnp.exp(c)[:, None, None] * x0, rtol=1e-4, atol=1e-4)
+    # a field without cond is called without the keyword
+    no_cond = fm.sampling.sample(lambda x, t: -x, x0, solver="rk4", num_steps=20)
+    np.testing.assert_allclose(no_cond.x, np.exp(-1.0) * x0, rtol=1e-5, atol=1e-6)
+
+
+def test_jit_equals_eager():
+    solver, num_steps = "tsit5", None
+    x0 = jax.random.normal(jax.random.key(8), (64, 2))
+    eager = fm.sampling.sample(gaussian_field, x0, solver=solver, num_steps=num_steps)
+
+    @jax.jit
+    def run(x):
+        return fm.sampling.sample(
+            gaussian_field, x, solver=solver, num_steps=num_steps, save_trajectory=True
+        )
+
+    jitted = run(x0)
+    np.testing.assert_allclose(jitted.x, eager.x, rtol=1e-6, atol=1e-6)
+    assert int(jitted.nfe) == int(eager.nfe)
+    # a field closed over with traced parameters
+    scale = jnp.float32(0.5)
+    f = jax.jit(lambda s, x: fm.sampling.sample(lambda y, t: s * y, x, num_steps=4, solver="rk4").x)
+    np.testing.assert_allclose(f(scale, x0), np.exp(0.5) * x0, rtol=1e-4)
+
+
+def test_failure_is_raised_or_reported():
+    x0 = jnp.ones((4, 2))
+    stiff = lambda x, t: -1e4 * (x - jnp.cos(t)[:, None])  # noqa: E731
+    with pytest.raises(Exception, match="raise max_steps"):
+        jax.block_until_ready(fm.sampling.sample(stiff, x0, max_steps=8).x)
+    res = fm.sampling.sample(stiff, x0, max_steps=8, throw=False)
+    assert not bool(res.success)
+
+
+def test_bad_inputs():
+    x0 = jnp.zeros((4, 2))
+    with pytest.raises(ValueError, match="euler, midpoint, heun, rk4, tsit5, dopri5"):
+        fm.sampling.sample(gaussian_field, x0, solver="rk45")
+    with pytest.raises(ValueError, match=r"\(4,\)"):
+        fm.sampling.sample(gaussian_field, jnp.zeros(4))
+    with pytest.raises(ValueError, match="num_steps"):
+        fm.sampling.sample(gaussian_field, x0, num_steps=0)
+    with pytest.raises(ValueError, match=r"\(4, 2\).*\(4, 3\)"):
+        fm.sampling.sample(lambda x, t: jnp.zeros((4, 3)), x0)
+    with pytest.raises(ValueError, match="dtype"):
+        fm.sampling.sample(lambda x, t: x.astype(jnp.float16), x0)
+    with pytest.raises(ValueError, match="num_steps"):
+        fm.sampling.sample(gaussian_field, x0, solver="euler")  # no error estimate
+    with pytest.raises(ValueError, match="cond"):
+        fm.sampling.sample(gaussian_field, x0, cond=jnp.zeros(4))  # field takes no cond
+    with pytest.raises(ValueError, match="trajectory_points"):
+        fm.sampling.sample(gaussian_field, x0, save_trajectory=True, trajectory_points=1)
