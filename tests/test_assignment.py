@@ -2,12 +2,12 @@
 
 import sys
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from scipy.optimize import linear_sum_assignment
 
-import jax
-import jax.numpy as jnp
 from flowjax_fm.couplings._assignment import solve_assignment
 
 KINDS = ("uniform", "sqeuclid2", "sqeuclid64", "int_ties", "duplicated", "all_equal", "offset")

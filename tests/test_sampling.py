@@ -67,6 +67,7 @@ def test_maps_gaussian_to_gaussian(solver, num_steps, tol):
     res = fm.sampling.sample(field, x0, solver=solver, num_steps=num_steps)
     jax.effects_barrier()
     assert res.x.shape == x0.shape and res.x.dtype == x0.dtype
+    assert res.trajectory is None and res.ts is None
     assert float(jnp.abs(res.x - gaussian_flow(x0, 1.0)).max()) < tol
     # sample statistics of N(m, s^2 I): a few standard errors, plus the solver error
     se_mean, se_std = S / np.sqrt(n), S / np.sqrt(2 * n)
@@ -86,7 +87,7 @@ STAGES = {"euler": 1, "midpoint": 2, "heun": 2, "rk4": 4}
 @pytest.mark.parametrize(
     "solver,num_steps",
     # (test_maps_gaussian_to_gaussian counts the other solver / step-size combinations)
-    [("tsit5", 5), ("heun", None), ("rk4", None), (diffrax.Dopri8(), 3)],
+    [("tsit5", 5), ("rk4", None), (diffrax.Dopri8(), 3)],
     ids=lambda c: str(c)[:12],
 )
 def test_nfe_is_exact(solver, num_steps):
@@ -118,9 +119,11 @@ def rotation_flow(x0, t):
 @pytest.mark.parametrize(
     "solver,order,steps",
     [
-        ("euler", 1, (16, 32, 64)),
-        ("midpoint", 2, (8, 16, 32)),
-        ("heun", 2, (8, 16, 32)),
+        # two step counts a factor 4 apart where the error ratio is clean (compiles are
+        # the cost here), three for rk4 which leaves its asymptotic regime sooner
+        ("euler", 1, (16, 64)),
+        ("midpoint", 2, (8, 32)),
+        ("heun", 2, (8, 32)),
         ("rk4", 4, (4, 8, 16)),
     ],
 )
@@ -158,9 +161,6 @@ def test_trajectory_fixed_steps():
     np.testing.assert_array_equal(res.trajectory[0], x0)
     np.testing.assert_array_equal(res.trajectory[-1], res.x)
     np.testing.assert_allclose(res.trajectory, gaussian_flow(x0, res.ts), atol=1e-4)
-    plain = fm.sampling.sample(gaussian_field, x0, solver="rk4", num_steps=10)
-    assert plain.trajectory is None and plain.ts is None
-    np.testing.assert_allclose(plain.x, res.x, atol=1e-6)
 
 
 def test_trajectory_adaptive_and_backward():

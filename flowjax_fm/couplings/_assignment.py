@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import numpy as np
+import importlib
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 _METHODS = ("auto", "c", "scipy", "jax")
 
@@ -19,10 +20,9 @@ _BUILD_HINT = (
 
 def _load_extension():
     try:
-        from flowjax_fm.couplings import _lap
-    except ImportError as err:  # pragma: no cover - depends on the build
+        return importlib.import_module("flowjax_fm.couplings._lap")
+    except ImportError as err:
         raise ImportError(_BUILD_HINT) from err
-    return _lap
 
 
 def _host_c(cost: np.ndarray) -> np.ndarray:
@@ -81,10 +81,10 @@ def solve_assignment(cost: jax.Array, method: str = "auto") -> jax.Array:
     CPU: about 50 ms at ``n = 256``).
 
     Non-finite costs (``nan``, ``inf``) cannot be detected at trace time. With ``"auto"`` /
-    ``"c"`` the callback raises ``ValueError`` at run time (surfacing as a
-    ``jax.errors.JaxRuntimeError`` from a jitted function, or a ``ValueError`` eagerly);
-    ``"scipy"`` raises scipy's ``ValueError`` the same way; with ``"jax"`` the result is
-    unspecified.
+    ``"c"`` the host callback raises ``ValueError("... non-finite entry")`` when the
+    computation runs, which JAX reports as a ``jax.errors.JaxRuntimeError`` (eagerly or under
+    jit) carrying that message; ``"scipy"`` fails the same way with scipy's message; with
+    ``"jax"`` the result is unspecified (no check is made).
 
     Args:
       cost: cost matrix of shape ``(n, n)``, real dtype (float32 or float64; integers are

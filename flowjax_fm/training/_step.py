@@ -150,6 +150,6 @@ def make_train_step(
         if ema_decay is not None:
             ema = optax.incremental_update(params, state.ema, 1.0 - ema_decay)
         new_state = TrainState(params=params, opt_state=opt_state, ema=ema, step=state.step + 1)
-        return new_state, {"loss": loss, "grad_norm": optax.global_norm(grads)}
+        return new_state, {"loss": loss, "grad_norm": optax.tree.norm(grads)}
 
     return step

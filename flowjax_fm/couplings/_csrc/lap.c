@@ -41,7 +41,6 @@ typedef struct {
     double *d;     /* n, Dijkstra distances to columns */
     int32_t *col2row;
     int32_t *done;  /* n, columns finalised (in order) */
-    int32_t *queue; /* n, free rows */
     int32_t *free_rows;
     double *pd;     /* n, predecessor row of each column on the shortest path tree (as double) */
     double *done_v; /* n, column duals of the scanned columns, saved while they are masked */
@@ -50,7 +49,7 @@ typedef struct {
 
 static void *lap_alloc(lap_work *w, int64_t n) {
     size_t nn = (size_t)(n > 0 ? n : 1);
-    char *block = malloc(nn * (7 * sizeof(double) + 4 * sizeof(int32_t)));
+    char *block = malloc(nn * (7 * sizeof(double) + 3 * sizeof(int32_t)));
     if (block == NULL) return NULL;
     char *p = block;
     w->price = (double *)p; p += nn * sizeof(double);
@@ -62,7 +61,6 @@ static void *lap_alloc(lap_work *w, int64_t n) {
     w->done_d = (double *)p; p += nn * sizeof(double);
     w->col2row = (int32_t *)p; p += nn * sizeof(int32_t);
     w->done = (int32_t *)p; p += nn * sizeof(int32_t);
-    w->queue = (int32_t *)p; p += nn * sizeof(int32_t);
     w->free_rows = (int32_t *)p;
     return block;
 }
@@ -166,44 +164,44 @@ static void lap_auction(int64_t n, const double *c, int32_t *row2col, lap_work *
                         int64_t *n_bids) {
     double *price = w->price;
     int32_t *col2row = w->col2row;
-    int32_t *queue = w->queue;
-    double eps = range * LAP_EPS_START;
+    double eps_start = range * LAP_EPS_START;
     double eps_final = range / (double)n * LAP_EPS_FINAL_REL;
+    /* geometric schedule from eps_start down to exactly eps_final, ratio about LAP_THETA */
+    int phases = 1;
+    double ratio = 1.0;
+    if (eps_start > eps_final) {
+        phases = 1 + (int)ceil(log(eps_start / eps_final) / log(LAP_THETA) - 1e-9);
+        ratio = pow(eps_start / eps_final, 1.0 / (phases - 1));
+    } else {
+        eps_start = eps_final;
+    }
     int64_t bids = 0;
     for (int64_t j = 0; j < n; ++j) price[j] = 0.0;
-    for (;;) {
+    double eps = eps_start;
+    for (int phase = 0; phase < phases; ++phase) {
+        if (phase == phases - 1) eps = eps_final;
         for (int64_t j = 0; j < n; ++j) col2row[j] = -1;
-        for (int64_t i = 0; i < n; ++i) {
-            row2col[i] = -1;
-            queue[i] = (int32_t)i;
-        }
-        int64_t head = 0, count = n;
-        while (count > 0) {
-            int32_t i = queue[head];
-            head = head + 1 == n ? 0 : head + 1;
-            --count;
-            const double *ci = c + (size_t)i * (size_t)n;
-            double m1 = INFINITY, m2 = INFINITY;
-            int64_t j1 = 0;
-            j1 = lap_best_two(ci, price, n, &m1, &m2);
-            /* after the bid, row i values j1 at m2 + eps: eps worse than its second best */
-            price[j1] = m2 - ci[j1] + eps;
-            ++bids;
-            int32_t old = col2row[j1];
-            col2row[j1] = i;
-            row2col[i] = (int32_t)j1;
-            if (old >= 0) {
-                row2col[old] = -1;
-                int64_t tail = head + count;
-                if (tail >= n) tail -= n;
-                queue[tail] = old;
-                ++count;
+        for (int64_t i = 0; i < n; ++i) row2col[i] = -1;
+        /* Gauss-Seidel: each row bids; a row it displaces bids next, until a free column is
+         * taken (so no queue is needed) */
+        for (int64_t start = 0; start < n; ++start) {
+            int32_t i = (int32_t)start;
+            while (i >= 0) {
+                const double *ci = c + (size_t)i * (size_t)n;
+                double m1, m2;
+                int64_t j1 = lap_best_two(ci, price, n, &m1, &m2);
+                /* after the bid, row i values j1 at m2 + eps: eps worse than its second best */
+                price[j1] = m2 - ci[j1] + eps;
+                ++bids;
+                int32_t old = col2row[j1];
+                col2row[j1] = i;
+                row2col[i] = (int32_t)j1;
+                if (old >= 0) row2col[old] = -1;
+                i = old;
             }
         }
         if (lap_debug) fprintf(stderr, "phase eps=%g bids=%lld\n", eps, (long long)bids);
-        if (eps <= eps_final) break;
-        eps /= LAP_THETA;
-        if (eps < eps_final) eps = eps_final;
+        eps /= ratio;
     }
     *n_bids += bids;
 }
