@@ -17,7 +17,9 @@ dimension d. Every timing includes building the cost matrix from the points:
 The transport cost reached is ``sum_i C[i, sigma(i)]`` (for POT, ``n * <plan, C>``), evaluated in
 float64 on the same matrix; ``gap`` is its relative excess over the best cost in the row.
 Writes JSON lines to ``benchmarks/results/assignment.jsonl`` (appended) and a markdown table to
-``benchmarks/results/assignment.md`` (overwritten). ``--quick``: n in {256, 1024}.
+``benchmarks/results/assignment.md`` (rewritten from the latest line of every (n, d, solver) in the
+JSON lines file). ``--quick``: n in {256, 1024}; ``--big``: add n = 8192; ``--sizes 8192``: only
+those sizes.
 """
 
 import os
@@ -66,25 +68,23 @@ def repeats_for(n: int) -> int:
 
 
 def timed(fn, repeats: int):
-    times, out = [], None
+    """Median and min wall time, and median process CPU time (robust to a loaded machine)."""
+    times, cpu, out = [], [], None
     for _ in range(repeats):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         out = fn()
+        cpu.append(time.process_time() - c)
         times.append(time.perf_counter() - t)
-    return out, float(np.median(times)), float(np.min(times))
+    return out, (float(np.median(times)), float(np.min(times)), float(np.median(cpu)))
 
 
 def sq_dists_np(x0, x1):
-    return np.maximum(
-        (x0**2).sum(1)[:, None] + (x1**2).sum(1)[None] - 2.0 * x0 @ x1.T, 0.0
-    )
+    return np.maximum((x0**2).sum(1)[:, None] + (x1**2).sum(1)[None] - 2.0 * x0 @ x1.T, 0.0)
 
 
 @jax.jit
 def ours_jit(x0, x1):
-    cost = jnp.maximum(
-        jnp.sum(x0**2, 1)[:, None] + jnp.sum(x1**2, 1)[None] - 2.0 * x0 @ x1.T, 0.0
-    )
+    cost = jnp.maximum(jnp.sum(x0**2, 1)[:, None] + jnp.sum(x1**2, 1)[None] - 2.0 * x0 @ x1.T, 0.0)
     return solve_assignment(cost)
 
 
@@ -96,7 +96,7 @@ def run_case(n: int, d: int, seed: int, scipy_max_n: int):
     reps = repeats_for(n)
     rows = []
 
-    def record(method, secs_med, secs_min, repeats, perm=None, plan=None, **extra):
+    def record(method, secs, repeats, perm=None, plan=None, **extra):
         if perm is not None:
             total = float(cost[np.arange(n), perm].sum())
         else:
@@ -106,8 +106,9 @@ def run_case(n: int, d: int, seed: int, scipy_max_n: int):
                 n=n,
                 d=d,
                 method=method,
-                time_s=secs_med,
-                time_min_s=secs_min,
+                time_s=secs[0],
+                time_min_s=secs[1],
+                cpu_s=secs[2],
                 repeats=repeats,
                 transport_cost=total,
                 **extra,
@@ -120,8 +121,8 @@ def run_case(n: int, d: int, seed: int, scipy_max_n: int):
     ours_jit.lower(jx0, jx1).compile()
     compile_s = time.perf_counter() - t
     ours_jit(jx0, jx1).block_until_ready()
-    perm, med, mn = timed(lambda: ours_jit(jx0, jx1).block_until_ready(), reps)
-    record("flowjax_fm", med, mn, reps, perm=np.asarray(perm), compile_s=compile_s)
+    perm, secs = timed(lambda: ours_jit(jx0, jx1).block_until_ready(), reps)
+    record("flowjax_fm", secs, reps, perm=np.asarray(perm), compile_s=compile_s)
 
     # the C solver directly on numpy, cost matrix included
     def direct():
@@ -130,8 +131,8 @@ def run_case(n: int, d: int, seed: int, scipy_max_n: int):
         _lap.solve(c, out, 1, n)
         return out[0]
 
-    perm, med, mn = timed(direct, reps)
-    record("flowjax_fm_c", med, mn, reps, perm=perm)
+    perm, secs = timed(direct, reps)
+    record("flowjax_fm_c", secs, reps, perm=perm)
 
     if ot is not None:
         a = np.full(n, 1.0 / n)
@@ -142,8 +143,8 @@ def run_case(n: int, d: int, seed: int, scipy_max_n: int):
                 plan = ot.emd(a, a, ot.dist(x0, x1))
             return plan, [str(w.message) for w in caught]
 
-        (plan, msgs), med, mn = timed(pot, reps)
-        record("pot", med, mn, reps, plan=plan, warning="; ".join(sorted(set(msgs))) or None)
+        (plan, msgs), secs = timed(pot, reps)
+        record("pot", secs, reps, plan=plan, warning="; ".join(sorted(set(msgs))) or None)
 
     if scipy is not None and n <= scipy_max_n:
 
@@ -154,8 +155,8 @@ def run_case(n: int, d: int, seed: int, scipy_max_n: int):
             return out
 
         sreps = max(1, reps // 3) if n >= 1024 else reps
-        perm, med, mn = timed(sp, sreps)
-        record("scipy", med, mn, sreps, perm=perm)
+        perm, secs = timed(sp, sreps)
+        record("scipy", secs, sreps, perm=perm)
 
     best = min(r["transport_cost"] for r in rows)
     for r in rows:
@@ -170,9 +171,12 @@ def main():
     parser.add_argument(
         "--scipy-max-n", type=int, default=4096, help="skip scipy above this n (slow, O(n^3))"
     )
+    parser.add_argument("--sizes", type=str, default=None, help="comma list of n, e.g. 8192")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     sizes = [256, 1024] if args.quick else [256, 1024, 4096] + ([8192] if args.big else [])
+    if args.sizes:
+        sizes = [int(x) for x in args.sizes.split(",")]
 
     versions = {
         "jax": jax.__version__,
@@ -192,7 +196,6 @@ def main():
     )
     print(json.dumps(context))
     RESULTS.mkdir(parents=True, exist_ok=True)
-    all_rows = []
     with open(RESULTS / "assignment.jsonl", "a") as f:
         for n in sizes:
             for d in (2, 64):
@@ -203,12 +206,18 @@ def main():
                     f.write(json.dumps(r) + "\n")
                     print(
                         f"n={n:5d} d={d:2d} {r['method']:13s} {r['time_s'] * 1e3:10.3f} ms "
-                        f"(min {r['time_min_s'] * 1e3:.3f})  cost {r['transport_cost']:.10g}  "
+                        f"(min {r['time_min_s'] * 1e3:.3f}, cpu {r['cpu_s'] * 1e3:.3f})  "
+                        f"cost {r['transport_cost']:.10g}  "
                         f"gap {r['gap']:.2e}" + (f"  [{r['warning']}]" if r.get("warning") else ""),
                         flush=True,
                     )
-                all_rows += rows
-    write_markdown(all_rows, context)
+    # the table shows the latest row of every (n, d, method) in the JSON lines file
+    latest = {}
+    with open(RESULTS / "assignment.jsonl") as f:
+        for line in f:
+            r = json.loads(line)
+            latest[r["n"], r["d"], r["method"]] = r
+    write_markdown(list(latest.values()), context)
 
 
 def write_markdown(rows, context):
@@ -218,10 +227,13 @@ def write_markdown(rows, context):
     lines = [
         "# Exact assignment: flowjax_fm vs POT `ot.emd` vs scipy",
         "",
-        f"{context['date']}, {context['device_kind']} ({context['cpu']}), one thread "
-        f"(`OMP_NUM_THREADS=1 taskset -c 0`), versions {context['versions']}. Median wall time "
-        "in ms, cost matrix included; flowjax_fm jitted (float64), compile time apart. "
-        "Costs: sum over the n pairs; gap = relative excess over the best cost found.",
+        f"Last run {context['date']}, {context['device_kind']} ({context['cpu']}), one thread "
+        f"(`OMP_NUM_THREADS=1 taskset -c 0`), versions {context['versions']}, 1-min load "
+        f"average {max(r['load_avg_1min'] or 0 for r in rows):.1f} at most. Times: median wall "
+        "ms (median process CPU ms in brackets; CPU time is the fairer figure on a shared "
+        "machine), cost matrix included; flowjax_fm jitted (float64), compile time apart. "
+        "Ratios: wall / CPU. Costs: sum over the n pairs; gap = relative excess over the best "
+        "cost found.",
         "",
         "| n | d | flowjax_fm (jit) | C direct | POT emd | scipy | POT / ours | scipy / ours "
         "| compile (s) | cost ours | cost POT | POT gap | cost scipy |",
@@ -230,11 +242,13 @@ def write_markdown(rows, context):
     keys = sorted({(r["n"], r["d"]) for r in rows})
 
     def ms(r):
-        return f"{r['time_s'] * 1e3:.2f}" if r else "-"
+        return f"{r['time_s'] * 1e3:.2f} ({r['cpu_s'] * 1e3:.2f})" if r else "-"
 
     for n, d in keys:
         o, c, p, s = (get(n, d, m) for m in ("flowjax_fm", "flowjax_fm_c", "pot", "scipy"))
-        ratio = lambda r: f"{r['time_s'] / o['time_s']:.1f}x" if r else "-"  # noqa: E731
+        ratio = lambda r, o=o: (  # noqa: E731
+            f"{r['time_s'] / o['time_s']:.1f}x / {r['cpu_s'] / o['cpu_s']:.1f}x" if r else "-"
+        )
         cost = lambda r: f"{r['transport_cost']:.8g}" if r else "-"  # noqa: E731
         pgap = (f"{p['gap']:.1e}" + (" (numItermax)" if p.get("warning") else "")) if p else "-"
         lines.append(

@@ -158,3 +158,21 @@ def test_large_matches_scipy(d):
     with jax.enable_x64(True):
         perm = np.asarray(jax.jit(solve_assignment)(jnp.asarray(cost)))
     assert_optimal(cost, perm)
+
+
+@pytest.mark.parametrize("use_avx2", [False, True])
+@pytest.mark.parametrize("use_f32", [False, True])
+def test_every_code_path_of_the_c_solver(use_avx2, use_f32):
+    # the portable (non-AVX2) kernels and the float64-only auction, on odd sizes (SIMD tails)
+    from flowjax_fm.couplings import _lap
+
+    previous = _lap._configure(0.01, 6.0, 0.03, use_avx2, use_f32)
+    try:
+        for kind in ("uniform", "sqeuclid2", "sqeuclid64", "int_ties", "duplicated", "offset"):
+            for n in (9, 31, 130):
+                cost = make_cost(kind, n, seed=n + 1)
+                out = np.empty((1, n), np.int32)
+                _lap.solve(cost, out, 1, n)
+                assert_optimal(cost, out[0])
+    finally:
+        _lap._configure(*previous)

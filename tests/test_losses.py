@@ -28,9 +28,10 @@ def test_loss_matches_a_hand_computation():
     field = lambda x, t: 0.5 * x + t[:, None]
     key = jax.random.key(3)
     loss, aux = fm.losses.cfm_loss(field, key, x0, x1, path=path)
-    k_pair, k_t, k_noise = jax.random.split(key, 3)
-    t = jax.random.uniform(k_t, (16,))
-    eps = jax.random.normal(k_noise, x0.shape)
+    _, k_loss = jax.random.split(key)
+    k_t, k_noise = jax.random.split(k_loss)
+    t = jnp.stack([jax.random.uniform(jax.random.fold_in(k_t, i), (1,))[0] for i in range(16)])
+    eps = jnp.stack([jax.random.normal(jax.random.fold_in(k_noise, i), (3,)) for i in range(16)])
     x_t = (1 - t[:, None]) * x0 + t[:, None] * x1 + 0.2 * eps
     expected = jnp.mean(jnp.mean((field(x_t, t) - (x1 - x0)) ** 2, axis=1))
     np.testing.assert_allclose(loss, expected, rtol=1e-5)
@@ -75,7 +76,8 @@ def test_cond_follows_the_pairing_and_makes_ot_label_aware():
         field, jax.random.key(0), x0, x1, path=fm.paths.CondOTPath(),
         coupling=fm.couplings.ExactOTCoupling(), cond=labels,
     )
-    pairing = fm.couplings.ExactOTCoupling()(jax.random.key(0), x0, x1, labels, labels)
+    k_pair, _ = jax.random.split(jax.random.key(0))
+    pairing = fm.couplings.ExactOTCoupling()(k_pair, x0, x1, labels, labels)
     np.testing.assert_array_equal(seen["cond"], labels[pairing.target])
     assert sorted(np.asarray(seen["cond"]).tolist()) == sorted(labels.tolist())
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import flowjax_fm as fm
+from flowjax_fm._pytree import pytree_dataclass
 
 # Gaussian -> Gaussian: x0 ~ N(0, I), x1 ~ N(m, s^2 I), independent coupling, straight path.
 M, S = 2.0, 0.5
@@ -134,7 +135,11 @@ def test_order_of_convergence(solver, order, steps):
     x0 = jax.random.normal(jax.random.key(3), (64, 2))
     exact = rotation_flow(x0, 1.0)
     errors = [
-        float(jnp.abs(fm.sampling.sample(rotation_field, x0, solver=solver, num_steps=n).x - exact).max())
+        float(
+            jnp.abs(
+                fm.sampling.sample(rotation_field, x0, solver=solver, num_steps=n).x - exact
+            ).max()
+        )
         for n in steps
     ]
     slope = np.polyfit(np.log(steps), np.log(errors), 1)[0]
@@ -147,7 +152,9 @@ def test_backward_integration_recovers_source():
     x1 = gaussian_flow(x0, 1.0)
     back = fm.sampling.encode(gaussian_field, x1, solver=solver, num_steps=num_steps)
     assert float(jnp.abs(back.x - x0).max()) < tol
-    same = fm.sampling.sample(gaussian_field, x1, solver=solver, num_steps=num_steps, t0=1.0, t1=0.0)
+    same = fm.sampling.sample(
+        gaussian_field, x1, solver=solver, num_steps=num_steps, t0=1.0, t1=0.0
+    )
     np.testing.assert_array_equal(back.x, same.x)
     err = fm.sampling.round_trip_error(gaussian_field, x0, solver=solver, num_steps=num_steps)
     assert err.shape == (256,) and float(err.max()) < 2 * tol
@@ -206,10 +213,18 @@ def test_jit_equals_eager():
     jitted = run(x0)
     np.testing.assert_allclose(jitted.x, eager.x, rtol=1e-6, atol=1e-6)
     assert int(jitted.nfe) == int(eager.nfe)
-    # a field closed over with traced parameters
-    scale = jnp.float32(0.5)
-    f = jax.jit(lambda s, x: fm.sampling.sample(lambda y, t: s * y, x, num_steps=4, solver="rk4").x)
-    np.testing.assert_allclose(f(scale, x0), np.exp(0.5) * x0, rtol=1e-4)
+    # a pytree field (like an NNX model) passed through jit: its leaves are tracers,
+    # and a frozen dataclass hashes its fields, so the field must never be a cache key
+    f = jax.jit(lambda field, x: fm.sampling.sample(field, x, num_steps=4, solver="rk4").x)
+    np.testing.assert_allclose(f(Scale(jnp.float32(0.5)), x0), np.exp(0.5) * x0, rtol=1e-4)
+
+
+@pytree_dataclass
+class Scale:
+    rate: jax.Array
+
+    def __call__(self, x, t):
+        return self.rate * x
 
 
 def test_failure_is_raised_or_reported():

@@ -1,5 +1,11 @@
 """Flow-matching losses."""
 
-from flowjax_fm.losses._cfm import call_field, cfm_loss
+from flowjax_fm.losses._cfm import (
+    call_field,
+    cfm_loss,
+    pair_batch,
+    paired_cfm_loss,
+    per_example_keys,
+)
 
-__all__ = ["call_field", "cfm_loss"]
+__all__ = ["call_field", "cfm_loss", "pair_batch", "paired_cfm_loss", "per_example_keys"]

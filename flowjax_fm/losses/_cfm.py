@@ -12,7 +12,7 @@ from flowjax_fm.couplings._base import check_batch
 from flowjax_fm.paths import AbstractPath
 from flowjax_fm.time_sampling import AbstractTime, UniformTime
 
-__all__ = ["cfm_loss", "call_field"]
+__all__ = ["cfm_loss", "call_field", "pair_batch", "paired_cfm_loss", "per_example_keys"]
 
 
 def call_field(vector_field, x, t, cond=None):
@@ -26,6 +26,76 @@ def _is_labels(cond, batch: int) -> bool:
         and jnp.shape(cond) == (batch,)
         and jnp.issubdtype(jnp.result_type(cond), jnp.integer)
     )
+
+
+def pair_batch(key, x0, x1, *, coupling: AbstractCoupling, cond=None):
+    """Pair a batch with ``coupling``; ``cond`` (data-row conditions) follows the data rows.
+
+    Integer labels of shape ``(B,)`` make the coupling label-aware: the source rows are given
+    the same labels, so no pair crosses labels. Returns ``(x0, x1, cond)`` re-ordered by pairs.
+    """
+    batch = check_batch(x0, x1)
+    labels = cond if _is_labels(cond, batch) else None
+    pairing = coupling(key, x0, x1, cond0=labels, cond1=labels)
+    x0, x1 = pairing.apply(x0, x1)
+    if cond is not None:
+        cond = pairing.apply_target(cond)
+    return x0, x1, cond
+
+
+def per_example_keys(key: jax.Array, index: jax.Array) -> jax.Array:
+    """One key per example: ``fold_in(key, index[i])``.
+
+    Deriving per-example randomness from the *global* example index (not from the device or
+    the position in a shard) is what makes training give the same result on any number of
+    devices.
+    """
+    return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, index)
+
+
+def paired_cfm_loss(
+    vector_field: Callable,
+    key: jax.Array,
+    x0: jax.Array,
+    x1: jax.Array,
+    *,
+    path: AbstractPath,
+    time_sampler: AbstractTime = UniformTime(),
+    weight: Callable[[jax.Array], jax.Array] | None = None,
+    cond=None,
+    index: jax.Array | None = None,
+):
+    r"""The CFM loss on rows that are already paired (row ``i`` of ``x0`` with row ``i`` of ``x1``).
+
+    :func:`cfm_loss` is :func:`pair_batch` followed by this. Example ``i`` draws its time and
+    noise from ``fold_in(key_t, index[i])`` and ``fold_in(key_noise, index[i])``, where
+    ``index`` (default ``arange(B)``) holds the examples' global positions in the batch.
+    """
+    batch = check_batch(x0, x1)
+    if index is None:
+        index = jnp.arange(batch, dtype=jnp.int32)
+    elif jnp.shape(index) != (batch,):
+        raise ValueError(f"index must have shape ({batch},), got {jnp.shape(index)}")
+    k_t, k_noise = jax.random.split(key)
+    t = jax.vmap(lambda k: time_sampler(k, 1, x0.dtype)[0])(per_example_keys(k_t, index))
+    noise = None
+    if path.stochastic:
+        noise = jax.vmap(lambda k: jax.random.normal(k, x0.shape[1:], x0.dtype))(
+            per_example_keys(k_noise, index)
+        )
+    x_t, u_t = jax.vmap(path.sample_and_target)(x0, x1, t, noise)
+    v_t = call_field(vector_field, x_t, t, cond)
+    if jnp.shape(v_t) != jnp.shape(u_t):
+        raise ValueError(
+            f"the vector field returned shape {jnp.shape(v_t)}, expected {jnp.shape(u_t)}"
+        )
+    per_example = jnp.mean(jnp.square(v_t - u_t).reshape(batch, -1), axis=1)
+    if weight is not None:
+        w = weight(t)
+        if jnp.shape(w) != (batch,):
+            raise ValueError(f"weight(t) must return shape ({batch},), got {jnp.shape(w)}")
+        per_example = w * per_example
+    return per_example.mean(), {"per_example": per_example, "t": t}
 
 
 def cfm_loss(
@@ -43,8 +113,8 @@ def cfm_loss(
     r"""Conditional flow-matching loss on one minibatch.
 
     Pairs the batch with ``coupling``, draws :math:`t` from ``time_sampler`` (and
-    :math:`\epsilon \sim N(0, I)` for stochastic paths), and regresses the field onto the
-    path's conditional target:
+    :math:`\epsilon \sim N(0, I)` for stochastic paths) per example, and regresses the field
+    onto the path's conditional target:
 
     .. math::
        \mathcal{L} = \frac{1}{B} \sum_{k} w(t_k)\, \frac{1}{D}
@@ -55,7 +125,7 @@ def cfm_loss(
 
     Args:
       vector_field: ``v(x, t) -> (B, *event)`` (``v(x, t, cond=c)`` when ``cond`` is given).
-      key: a ``jax.random.key``; split into coupling, time and noise keys.
+      key: a ``jax.random.key``; split into a coupling key and a key for times and noise.
       x0: source batch ``(B, *event)``; x1: data batch of the same shape.
       path: an :class:`~flowjax_fm.paths.AbstractPath`.
       coupling: an :class:`~flowjax_fm.couplings.AbstractCoupling`.
@@ -81,25 +151,9 @@ def cfm_loss(
       >>> float(loss), aux["per_example"].shape
       (1.0, (4,))
     """
-    batch = check_batch(x0, x1)
-    k_pair, k_t, k_noise = jax.random.split(key, 3)
-    labels = cond if _is_labels(cond, batch) else None
-    pairing = coupling(k_pair, x0, x1, cond0=labels, cond1=labels)
-    x0, x1 = pairing.apply(x0, x1)
-    if cond is not None:
-        cond = pairing.apply_target(cond)
-    t = time_sampler(k_t, batch).astype(x0.dtype)
-    noise = jax.random.normal(k_noise, x0.shape, x0.dtype) if path.stochastic else None
-    x_t, u_t = jax.vmap(path.sample_and_target)(x0, x1, t, noise)
-    v_t = call_field(vector_field, x_t, t, cond)
-    if jnp.shape(v_t) != jnp.shape(u_t):
-        raise ValueError(
-            f"the vector field returned shape {jnp.shape(v_t)}, expected {jnp.shape(u_t)}"
-        )
-    per_example = jnp.mean(jnp.square(v_t - u_t).reshape(batch, -1), axis=1)
-    if weight is not None:
-        w = weight(t)
-        if jnp.shape(w) != (batch,):
-            raise ValueError(f"weight(t) must return shape ({batch},), got {jnp.shape(w)}")
-        per_example = w * per_example
-    return per_example.mean(), {"per_example": per_example, "t": t}
+    k_pair, k_loss = jax.random.split(key)
+    x0, x1, cond = pair_batch(k_pair, x0, x1, coupling=coupling, cond=cond)
+    return paired_cfm_loss(
+        vector_field, k_loss, x0, x1, path=path, time_sampler=time_sampler, weight=weight,
+        cond=cond,
+    )

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 __all__ = ["wasserstein"]
 
 _METHODS = ("exact", "sinkhorn")
-_SINKHORN_MAX_ITERATIONS = 10_000
+_SINKHORN_MAX_ITERATIONS = 2_000
 
 
 def _as_points(name: str, a) -> np.ndarray:
@@ -71,8 +71,8 @@ def _sinkhorn_cost(x, y, epsilon, *, p):
     from ott.solvers.linear import sinkhorn
 
     cost_fn = costs.SqEuclidean() if p == 2 else costs.Euclidean()
-    # Start 100x larger and decay geometrically: far fewer iterations at small epsilon.
-    schedule = epsilon_scheduler.Epsilon(target=epsilon, init=100.0, decay=0.9)
+    # Start 10x larger and decay geometrically: far fewer iterations at small epsilon.
+    schedule = epsilon_scheduler.Epsilon(target=epsilon, init=10.0, decay=0.9)
     geom = pointcloud.PointCloud(x, y, cost_fn=cost_fn, epsilon=schedule)
     solver = sinkhorn.Sinkhorn(threshold=1e-3, max_iterations=_SINKHORN_MAX_ITERATIONS)
     out = solver(linear_problem.LinearProblem(geom))
@@ -102,10 +102,13 @@ def wasserstein(x, y, p: int = 2, *, method: str = "exact", epsilon: float | Non
     convergence, is at least the exact value (:math:`P_\varepsilon` is a feasible plan), with
     a bias that grows with :math:`\varepsilon`. Works for ``n != m`` and sets too large for an
     assignment. ``epsilon`` is in units of the cost :math:`\lVert x - y\rVert^p`; the default
-    ``None`` is ``1e-3`` times the mean cost between the two sets (ott-jax's
-    ``relative_epsilon="mean"`` convention), about a 0.1% overestimate of :math:`W_2` for
-    well-separated sets. When the sets nearly coincide (W much smaller than their spread),
-    pass a smaller ``epsilon`` (around ``0.01 * W**p``) or use ``method="exact"``.
+    ``None`` is ``0.01`` times the mean cost between the two sets (ott-jax's
+    ``relative_epsilon="mean"`` convention): measured on 2,000 against 2,000 points,
+    8gaussians against moons gives 2.82 (exact 2.78, +1.5%; ``epsilon`` ten times
+    smaller: under 0.2% off, but 2-5x slower), while two samples of moons give 0.35 (exact 0.075): the
+    entropic blur, about :math:`\sqrt{\varepsilon}`, swamps distances much smaller than the
+    sets' spread. So use it for well-separated or unequal-size sets, and ``method="exact"``
+    to measure small distances (sample quality against a target).
 
     Not traceable: it runs on the host and returns a NumPy scalar.
 
@@ -127,7 +130,7 @@ def wasserstein(x, y, p: int = 2, *, method: str = "exact", epsilon: float | Non
 
     Warns:
       RuntimeWarning: if Sinkhorn did not converge (threshold 1e-3 on the marginals) within
-        10,000 iterations; the value is then less reliable.
+        2,000 iterations; the value is then less reliable.
 
     Examples:
       >>> import numpy as np
@@ -175,7 +178,7 @@ def wasserstein(x, y, p: int = 2, *, method: str = "exact", epsilon: float | Non
     xj = jnp.asarray(x2 - centre, dtype)
     yj = jnp.asarray(y2 - centre, dtype)
     if epsilon is None:
-        epsilon = 1e-3 * _mean_cost(x2.astype(np.float64), y2.astype(np.float64), p)
+        epsilon = 1e-2 * _mean_cost(x2.astype(np.float64), y2.astype(np.float64), p)
         if epsilon <= 0.0:  # every point at one location: zero cost
             return np.float64(0.0)
     elif not epsilon > 0.0:

@@ -1,5 +1,6 @@
 """Flax NNX models: the only place in the package that defines ``nnx.Module`` s."""
 
 from flowjax_fm.models._mlp import ACTIVATIONS, MLP, time_features
+from flowjax_fm.models._unet import UNet, sinusoidal_embedding
 
-__all__ = ["ACTIVATIONS", "MLP", "time_features"]
+__all__ = ["ACTIVATIONS", "MLP", "UNet", "sinusoidal_embedding", "time_features"]

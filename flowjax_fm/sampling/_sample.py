@@ -1,4 +1,4 @@
-"""Integrate a vector field's ODE with diffrax: generate (noise -> data) and encode (data -> noise)."""
+"""Integrate a vector field's ODE with diffrax: generate (noise to data), encode (back)."""
 
 from __future__ import annotations
 
@@ -84,17 +84,16 @@ def _check_inputs(vector_field, x0, cond, num_steps, trajectory_points, max_step
     t_probe = jax.ShapeDtypeStruct((), x0.dtype)
     x_probe = jax.ShapeDtypeStruct(x0.shape, x0.dtype)
     try:
-        out = jax.eval_shape(field, t_probe, x_probe, cond)
-    except Exception as err:  # noqa: BLE001 -- re-raised with the call that failed
+        # through a lambda: jax caches on the function, and the module may hold tracers
+        out = jax.eval_shape(lambda t, y, c: field(t, y, c), t_probe, x_probe, cond)
+    except Exception as err:  # re-raised as a short ValueError, the original chained
         how = "v(x, t, cond=cond)" if cond is not None else "v(x, t)"
         raise ValueError(
             f"calling the vector field as {how} with x of shape {tuple(x0.shape)} and t of "
             f"shape ({x0.shape[0]},) failed: {type(err).__name__}: {err}"
         ) from err
     if not hasattr(out, "shape") or out.shape != x0.shape or out.dtype != x0.dtype:
-        got = (
-            f"{tuple(out.shape)} {out.dtype}" if hasattr(out, "shape") else type(out).__name__
-        )
+        got = f"{tuple(out.shape)} {out.dtype}" if hasattr(out, "shape") else type(out).__name__
         raise ValueError(
             f"the vector field must return the shape and dtype of x, "
             f"{tuple(x0.shape)} {x0.dtype}; got {got}"
@@ -275,7 +274,7 @@ def encode(
     max_steps: int | None = 4096,
     throw: bool = True,
 ) -> SampleResult:
-    r"""Integrate the flow backwards, data to source: :func:`sample` from ``t_data`` to ``t_source``.
+    r"""Integrate the flow backwards, data to source: :func:`sample` from t_data to t_source.
 
     .. math:: x_{t_\mathrm{source}} = x_{t_\mathrm{data}}
               - \int_{t_\mathrm{source}}^{t_\mathrm{data}} v(x_t, t)\, dt
@@ -354,4 +353,3 @@ def round_trip_error(
     back = encode(vector_field, x1, **options).x
     diff = jnp.abs(back - x0).reshape(x0.shape[0], -1)
     return diff.max(axis=1)
-

@@ -3,8 +3,16 @@
 from flowjax_fm.training._checkpoint import Checkpointer, write_json_atomic
 from flowjax_fm.training._experiment import TrainConfig, load_run, train_and_evaluate
 from flowjax_fm.training._fit import NonFiniteLossError, batch_source, fit
+from flowjax_fm.training._parallel import (
+    data_mesh,
+    initialize_distributed,
+    pmap_step,
+    replicate,
+    shard_step,
+)
 from flowjax_fm.training._step import (
     TrainState,
+    TrainStep,
     init_state,
     make_train_step,
     make_vector_field,
@@ -16,6 +24,12 @@ __all__ = [
     "NonFiniteLossError",
     "TrainConfig",
     "TrainState",
+    "TrainStep",
+    "data_mesh",
+    "initialize_distributed",
+    "pmap_step",
+    "replicate",
+    "shard_step",
     "batch_source",
     "fit",
     "init_state",

@@ -16,14 +16,19 @@
  *    auction stopped at. Because the auction leaves the duals nearly optimal, each
  *    augmentation only scans a few columns.
  *
- * All arithmetic is in double; float32 costs are widened exactly before the call.
+ * Costs come in as float64 (float32 costs are widened exactly before the call). The auction
+ * runs on a float32 copy of the costs shifted to [0, max - min] when float32 resolves its final
+ * epsilon (half the memory traffic, twice the SIMD width), else on the float64 costs, else (a
+ * tiny spread on a huge offset) it is skipped; the exact stage is always float64, so the
+ * auction's precision only affects speed, never the optimum. The hot loops (best two values of
+ * a row, Dijkstra relaxation) have AVX2 versions picked at run time, with portable fallbacks.
  * The Python entry point releases the GIL for the whole solve (and for a batch of problems).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <float.h>
 #include <math.h>
-#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,11 +50,13 @@ typedef struct {
     double *pd;     /* n, predecessor row of each column on the shortest path tree (as double) */
     double *done_v; /* n, column duals of the scanned columns, saved while they are masked */
     double *done_d; /* n, final distances of the scanned columns */
+    float *price_f; /* n, float32 auction prices */
+    float *c_f;     /* n * n or NULL, float32 copy of the costs minus their minimum */
 } lap_work;
 
 static void *lap_alloc(lap_work *w, int64_t n) {
     size_t nn = (size_t)(n > 0 ? n : 1);
-    char *block = malloc(nn * (7 * sizeof(double) + 3 * sizeof(int32_t)));
+    char *block = malloc(nn * (7 * sizeof(double) + sizeof(float) + 3 * sizeof(int32_t)));
     if (block == NULL) return NULL;
     char *p = block;
     w->price = (double *)p; p += nn * sizeof(double);
@@ -59,9 +66,12 @@ static void *lap_alloc(lap_work *w, int64_t n) {
     w->pd = (double *)p; p += nn * sizeof(double);
     w->done_v = (double *)p; p += nn * sizeof(double);
     w->done_d = (double *)p; p += nn * sizeof(double);
+    w->price_f = (float *)p; p += nn * sizeof(float);
     w->col2row = (int32_t *)p; p += nn * sizeof(int32_t);
     w->done = (int32_t *)p; p += nn * sizeof(int32_t);
     w->free_rows = (int32_t *)p;
+    w->c_f = NULL;
+    if (n >= LAP_AUCTION_MIN_N) w->c_f = malloc(nn * nn * sizeof(float)); /* may stay NULL */
     return block;
 }
 
@@ -149,7 +159,7 @@ __attribute__((target("avx2"))) static int64_t lap_best_two_avx2(const double *c
 #endif
 
 static int lap_use_avx2 = -1;
-static int lap_debug = 0;
+static int lap_f32 = 1;
 
 static inline int64_t lap_best_two(const double *ci, const double *price, int64_t n, double *m1o,
                                    double *m2o) {
@@ -159,13 +169,98 @@ static inline int64_t lap_best_two(const double *ci, const double *price, int64_
     return lap_best_two_generic(ci, price, n, m1o, m2o);
 }
 
+/* float32 variants for the auction on a float32 copy of the (shifted) costs: half the memory
+ * traffic and twice the SIMD width. */
+static int64_t lap_best_two_generic_f(const float *ci, const float *price, int64_t n, float *m1o,
+                                      float *m2o) {
+    float a1[LAP_LANES], a2[LAP_LANES];
+    for (int l = 0; l < LAP_LANES; ++l) a1[l] = a2[l] = INFINITY;
+    int64_t j = 0;
+    for (; j + LAP_LANES <= n; j += LAP_LANES) {
+        for (int l = 0; l < LAP_LANES; ++l) {
+            float x = ci[j + l] + price[j + l];
+            float hi = x < a1[l] ? a1[l] : x;
+            a2[l] = hi < a2[l] ? hi : a2[l];
+            a1[l] = x < a1[l] ? x : a1[l];
+        }
+    }
+    for (; j < n; ++j) {
+        float x = ci[j] + price[j];
+        float hi = x < a1[0] ? a1[0] : x;
+        a2[0] = hi < a2[0] ? hi : a2[0];
+        a1[0] = x < a1[0] ? x : a1[0];
+    }
+    float m1 = INFINITY, m2 = INFINITY;
+    for (int l = 0; l < 2 * LAP_LANES; ++l) {
+        float x = l < LAP_LANES ? a1[l] : a2[l - LAP_LANES];
+        float hi = x < m1 ? m1 : x;
+        m2 = hi < m2 ? hi : m2;
+        m1 = x < m1 ? x : m1;
+    }
+    *m1o = m1;
+    *m2o = m2;
+    for (j = 0; j < n; ++j)
+        if (ci[j] + price[j] == m1) return j;
+    return 0;
+}
+
+#ifdef LAP_HAVE_AVX2
+__attribute__((target("avx2"))) static int64_t lap_best_two_avx2_f(const float *ci,
+                                                                   const float *price, int64_t n,
+                                                                   float *m1o, float *m2o) {
+    __m256 a1 = _mm256_set1_ps(INFINITY), a2 = a1, b1 = a1, b2 = a1;
+    int64_t j = 0;
+    for (; j + 16 <= n; j += 16) {
+        __m256 x = _mm256_add_ps(_mm256_loadu_ps(ci + j), _mm256_loadu_ps(price + j));
+        __m256 y = _mm256_add_ps(_mm256_loadu_ps(ci + j + 8), _mm256_loadu_ps(price + j + 8));
+        a2 = _mm256_min_ps(a2, _mm256_max_ps(a1, x));
+        a1 = _mm256_min_ps(a1, x);
+        b2 = _mm256_min_ps(b2, _mm256_max_ps(b1, y));
+        b1 = _mm256_min_ps(b1, y);
+    }
+    float acc[32 + 16];
+    _mm256_storeu_ps(acc, a1);
+    _mm256_storeu_ps(acc + 8, a2);
+    _mm256_storeu_ps(acc + 16, b1);
+    _mm256_storeu_ps(acc + 24, b2);
+    int count = 32;
+    for (; j < n; ++j) acc[count++] = ci[j] + price[j];
+    float m1 = INFINITY, m2 = INFINITY;
+    for (int k = 0; k < count; ++k) {
+        float x = acc[k];
+        float hi = x < m1 ? m1 : x;
+        m2 = hi < m2 ? hi : m2;
+        m1 = x < m1 ? x : m1;
+    }
+    *m1o = m1;
+    *m2o = m2;
+    __m256 target = _mm256_set1_ps(m1);
+    for (j = 0; j + 8 <= n; j += 8) {
+        __m256 x = _mm256_add_ps(_mm256_loadu_ps(ci + j), _mm256_loadu_ps(price + j));
+        int mask = _mm256_movemask_ps(_mm256_cmp_ps(x, target, _CMP_EQ_OQ));
+        if (mask) return j + __builtin_ctz((unsigned)mask);
+    }
+    for (; j < n; ++j)
+        if (ci[j] + price[j] == m1) return j;
+    return 0;
+}
+#endif
+
+static inline int64_t lap_best_two_f(const float *ci, const float *price, int64_t n, float *m1o,
+                                     float *m2o) {
+#ifdef LAP_HAVE_AVX2
+    if (lap_use_avx2) return lap_best_two_avx2_f(ci, price, n, m1o, m2o);
+#endif
+    return lap_best_two_generic_f(ci, price, n, m1o, m2o);
+}
+
 /* Forward auction with epsilon-scaling. Leaves row2col / col2row complete and price set. */
 static void lap_auction(int64_t n, const double *c, int32_t *row2col, lap_work *w, double range,
                         int64_t *n_bids) {
     double *price = w->price;
     int32_t *col2row = w->col2row;
     double eps_start = range * LAP_EPS_START;
-    double eps_final = range / (double)n * LAP_EPS_FINAL_REL;
+    double eps_final = range / (double)n * LAP_EPS_FINAL_REL; /* as in lap_solve */
     /* geometric schedule from eps_start down to exactly eps_final, ratio about LAP_THETA */
     int phases = 1;
     double ratio = 1.0;
@@ -191,7 +286,8 @@ static void lap_auction(int64_t n, const double *c, int32_t *row2col, lap_work *
                 double m1, m2;
                 int64_t j1 = lap_best_two(ci, price, n, &m1, &m2);
                 /* after the bid, row i values j1 at m2 + eps: eps worse than its second best */
-                price[j1] = m2 - ci[j1] + eps;
+                double p_new = (m2 - ci[j1]) + eps;
+                price[j1] = p_new > price[j1] ? p_new : nextafter(price[j1], INFINITY);
                 ++bids;
                 int32_t old = col2row[j1];
                 col2row[j1] = i;
@@ -200,7 +296,54 @@ static void lap_auction(int64_t n, const double *c, int32_t *row2col, lap_work *
                 i = old;
             }
         }
-        if (lap_debug) fprintf(stderr, "phase eps=%g bids=%lld\n", eps, (long long)bids);
+        eps /= ratio;
+    }
+    *n_bids += bids;
+}
+
+static void lap_auction_f(int64_t n, const float *c, int32_t *row2col, lap_work *w, double range,
+                        int64_t *n_bids) {
+    float *price = w->price_f;
+    int32_t *col2row = w->col2row;
+    double eps_start = range * LAP_EPS_START;
+    double eps_final = range / (double)n * LAP_EPS_FINAL_REL; /* as in lap_solve */
+    /* geometric schedule from eps_start down to exactly eps_final, ratio about LAP_THETA */
+    int phases = 1;
+    double ratio = 1.0;
+    if (eps_start > eps_final) {
+        phases = 1 + (int)ceil(log(eps_start / eps_final) / log(LAP_THETA) - 1e-9);
+        ratio = pow(eps_start / eps_final, 1.0 / (phases - 1));
+    } else {
+        eps_start = eps_final;
+    }
+    int64_t bids = 0;
+    for (int64_t j = 0; j < n; ++j) price[j] = 0.0f;
+    double eps = eps_start;
+    for (int phase = 0; phase < phases; ++phase) {
+        if (phase == phases - 1) eps = eps_final;
+        float epsf = (float)eps;
+        for (int64_t j = 0; j < n; ++j) col2row[j] = -1;
+        for (int64_t i = 0; i < n; ++i) row2col[i] = -1;
+        /* Gauss-Seidel: each row bids; a row it displaces bids next, until a free column is
+         * taken (so no queue is needed) */
+        for (int64_t start = 0; start < n; ++start) {
+            int32_t i = (int32_t)start;
+            while (i >= 0) {
+                const float *ci = c + (size_t)i * (size_t)n;
+                float m1, m2;
+                int64_t j1 = lap_best_two_f(ci, price, n, &m1, &m2);
+                /* after the bid, row i values j1 at m2 + eps: eps worse than its second best;
+                 * the price must rise even where float32 rounding would swallow eps */
+                float p_new = (m2 - ci[j1]) + epsf;
+                price[j1] = p_new > price[j1] ? p_new : nextafterf(price[j1], INFINITY);
+                ++bids;
+                int32_t old = col2row[j1];
+                col2row[j1] = i;
+                row2col[i] = (int32_t)j1;
+                if (old >= 0) row2col[old] = -1;
+                i = old;
+            }
+        }
         eps /= ratio;
     }
     *n_bids += bids;
@@ -320,7 +463,7 @@ static void lap_augment(int64_t n, const double *c, int32_t *row2col, lap_work *
     }
 }
 
-/* Solve one problem. Returns 0, or 1 if a cost is not finite. */
+/* Solve one problem. Returns 0, or 1 if a cost (or the range max - min) is not finite. */
 static int lap_solve(int64_t n, const double *c, int32_t *row2col, lap_work *w, int64_t *stats) {
     if (n == 0) return 0;
     double cmin = INFINITY, cmax = -INFINITY;
@@ -339,14 +482,35 @@ static int lap_solve(int64_t n, const double *c, int32_t *row2col, lap_work *w, 
     int32_t *col2row = w->col2row;
     double *u = w->u, *v = w->v;
     int64_t n_free = 0;
+    if (!isfinite(range)) return 1; /* reduced costs would overflow */
     if (range == 0.0) {
         for (int64_t i = 0; i < n; ++i) row2col[i] = (int32_t)i;
         return 0;
     }
-    if (n >= LAP_AUCTION_MIN_N) {
-        lap_auction(n, c, row2col, w, range, &stats[0]);
+    /* The auction needs its final epsilon to be well above the rounding of c_ij + price_j:
+     * float32 on costs shifted to [0, range], or double on the costs as given. Where neither
+     * holds (a tiny spread on a huge offset, subnormal ranges) the exact stage runs alone. */
+    double eps_final = range / (double)n * LAP_EPS_FINAL_REL;
+    double magnitude = fmax(fabs(cmin), fabs(cmax)) + range;
+    int auction = 0;
+    if (n >= LAP_AUCTION_MIN_N && eps_final > 1e-280) {
+        if (w->c_f != NULL && lap_f32 && eps_final > 16.0 * FLT_EPSILON * range &&
+            eps_final > 1e-30 && range < 1e30)
+            auction = 2;
+        else if (eps_final > 64.0 * DBL_EPSILON * magnitude)
+            auction = 1;
+    }
+    if (auction) {
+        if (auction == 2) {
+            float *cf = w->c_f;
+            for (size_t k = 0; k < nn; ++k) cf[k] = (float)(c[k] - cmin);
+            lap_auction_f(n, cf, row2col, w, range, &stats[0]);
+            for (int64_t j = 0; j < n; ++j) v[j] = -(double)w->price_f[j];
+        } else {
+            lap_auction(n, c, row2col, w, range, &stats[0]);
+            for (int64_t j = 0; j < n; ++j) v[j] = -w->price[j];
+        }
         /* duals: v = -price, u_i = min_j (c_ij - v_j) (feasible by construction) */
-        for (int64_t j = 0; j < n; ++j) v[j] = -w->price[j];
         for (int64_t i = 0; i < n; ++i) {
             const double *ci = c + (size_t)i * (size_t)n;
             double m = INFINITY;
@@ -447,6 +611,7 @@ static PyObject *py_solve(PyObject *self, PyObject *args) {
                 break;
             }
         }
+        free(w.c_f);
         free(block);
     }
     Py_END_ALLOW_THREADS
@@ -455,7 +620,10 @@ static PyObject *py_solve(PyObject *self, PyObject *args) {
         goto done;
     }
     if (bad >= 0) {
-        PyErr_Format(PyExc_ValueError, "cost matrix %zd of the batch has a non-finite entry", bad);
+        PyErr_Format(PyExc_ValueError,
+                     "cost matrix %zd of the batch has a non-finite entry (or a range max - min "
+                     "that overflows float64)",
+                     bad);
         goto done;
     }
     result = Py_BuildValue("(LLL)", (long long)stats[0], (long long)stats[1], (long long)stats[2]);
@@ -465,14 +633,40 @@ done:
     return result;
 }
 
-static PyObject *py_set_params(PyObject *self, PyObject *args) {
+/* Testing and tuning only (process-wide, not thread-safe): returns the previous settings. */
+static PyObject *py_configure(PyObject *self, PyObject *args) {
     (void)self;
-    if (!PyArg_ParseTuple(args, "dddii", &LAP_EPS_START, &LAP_THETA, &LAP_EPS_FINAL_REL, &lap_use_avx2, &lap_debug)) return NULL;
-    Py_RETURN_NONE;
+    PyObject *prev = Py_BuildValue("(dddii)", LAP_EPS_START, LAP_THETA, LAP_EPS_FINAL_REL,
+                                   lap_use_avx2, lap_f32);
+    if (prev == NULL) return NULL;
+    double eps_start = LAP_EPS_START, theta = LAP_THETA, eps_final_rel = LAP_EPS_FINAL_REL;
+    int use_avx2 = lap_use_avx2, f32 = lap_f32;
+    if (!PyArg_ParseTuple(args, "|dddpp", &eps_start, &theta, &eps_final_rel, &use_avx2, &f32)) {
+        Py_DECREF(prev);
+        return NULL;
+    }
+    if (!(eps_start > 0.0) || !(theta > 1.0) || !(eps_final_rel > 0.0)) {
+        Py_DECREF(prev);
+        PyErr_SetString(PyExc_ValueError, "need eps_start > 0, theta > 1, eps_final_rel > 0");
+        return NULL;
+    }
+#ifdef LAP_HAVE_AVX2
+    if (use_avx2 && !__builtin_cpu_supports("avx2")) use_avx2 = 0;
+#else
+    use_avx2 = 0;
+#endif
+    LAP_EPS_START = eps_start;
+    LAP_THETA = theta;
+    LAP_EPS_FINAL_REL = eps_final_rel;
+    lap_use_avx2 = use_avx2;
+    lap_f32 = f32;
+    return prev;
 }
 
 static PyMethodDef lap_methods[] = {
-    {"_set_params", py_set_params, METH_VARARGS, "tuning only: (eps_start, theta, eps_final_rel)"},
+    {"_configure", py_configure, METH_VARARGS,
+     "_configure([eps_start, theta, eps_final_rel, use_avx2, use_f32]) -> previous settings\n\n"
+     "Testing and tuning only; process-wide."},
     {"solve", py_solve, METH_VARARGS,
      "solve(cost, out, batch, n) -> (bids, freed_rows, scanned_columns)\n\n"
      "Exact minimum-cost assignment for each of `batch` n x n float64 cost matrices (C-contiguous\n"

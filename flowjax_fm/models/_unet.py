@@ -1,0 +1,257 @@
+r"""A small time- and class-conditioned UNet for images (Flax NNX, channels-last)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+__all__ = ["UNet", "sinusoidal_embedding"]
+
+
+def sinusoidal_embedding(t: jax.Array, dim: int, *, scale: float = 1000.0) -> jax.Array:
+    r"""Sinusoidal embedding of times ``(B,)`` as ``(B, dim)`` (``dim`` even).
+
+    .. math::
+       e(t) = [\sin(s t \omega_k), \cos(s t \omega_k)]_{k < d/2}, \qquad
+       \omega_k = 10^{-4 k / (d/2)}
+
+    With ``s = 1000`` (times in :math:`[0, 1]` scaled as DDPM's integer steps) no
+    :math:`s \omega_k` is a multiple of :math:`2\pi`, so ``t = 0`` and ``t = 1`` map to clearly
+    different vectors (a period-1 embedding would not tell the two ends apart).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> e = sinusoidal_embedding(jnp.array([0.0, 1.0]), 8)
+      >>> e.shape, bool(jnp.abs(e[0] - e[1]).max() > 0.5)
+      ((2, 8), True)
+    """
+    if dim < 2 or dim % 2:
+        raise ValueError(f"the time embedding size must be even and >= 2, got {dim}")
+    half = dim // 2
+    freqs = jnp.exp(-math.log(10_000.0) * jnp.arange(half, dtype=t.dtype) / half)
+    arg = scale * t[:, None] * freqs[None, :]
+    return jnp.concatenate([jnp.sin(arg), jnp.cos(arg)], axis=-1)
+
+
+def _groups(channels: int, num_groups: int) -> int:
+    return math.gcd(channels, num_groups)
+
+
+class _ResBlock(nnx.Module):
+    """GroupNorm-SiLU-conv, add the projected embedding, GroupNorm-SiLU-conv, skip."""
+
+    def __init__(self, c_in: int, c_out: int, emb_dim: int, num_groups: int, *, rngs):
+        self.norm1 = nnx.GroupNorm(c_in, num_groups=_groups(c_in, num_groups), rngs=rngs)
+        self.conv1 = nnx.Conv(c_in, c_out, (3, 3), rngs=rngs)
+        self.emb = nnx.Linear(emb_dim, c_out, rngs=rngs)
+        self.norm2 = nnx.GroupNorm(c_out, num_groups=_groups(c_out, num_groups), rngs=rngs)
+        self.conv2 = nnx.Conv(c_out, c_out, (3, 3), rngs=rngs)
+        self.skip = nnx.Conv(c_in, c_out, (1, 1), rngs=rngs) if c_in != c_out else None
+
+    def __call__(self, x, emb):
+        h = self.conv1(jax.nn.silu(self.norm1(x)))
+        h = h + self.emb(jax.nn.silu(emb))[:, None, None, :]
+        h = self.conv2(jax.nn.silu(self.norm2(h)))
+        return h + (x if self.skip is None else self.skip(x))
+
+
+class _Attention(nnx.Module):
+    """Multi-head self-attention over the pixels of one resolution, with a residual."""
+
+    def __init__(self, channels: int, num_heads: int, num_groups: int, *, rngs):
+        if channels % num_heads:
+            raise ValueError(
+                f"attention width {channels} is not divisible by num_heads={num_heads}"
+            )
+        self.num_heads = num_heads
+        self.norm = nnx.GroupNorm(channels, num_groups=_groups(channels, num_groups), rngs=rngs)
+        self.qkv = nnx.Linear(channels, 3 * channels, rngs=rngs)
+        self.out = nnx.Linear(channels, channels, rngs=rngs)
+
+    def __call__(self, x):
+        b, h, w, c = x.shape
+        q, k, v = jnp.split(self.qkv(self.norm(x)).reshape(b, h * w, 3 * c), 3, axis=-1)
+        heads = lambda a: a.reshape(b, h * w, self.num_heads, c // self.num_heads)
+        y = jax.nn.dot_product_attention(heads(q), heads(k), heads(v))
+        return x + self.out(y.reshape(b, h, w, c))
+
+
+class _Level(nnx.Module):
+    """The residual (and attention) blocks of one resolution."""
+
+    def __init__(self, widths, emb_dim, num_groups, attention, num_heads, *, rngs):
+        self.blocks = nnx.List(
+            [_ResBlock(a, b, emb_dim, num_groups, rngs=rngs) for a, b in widths]
+        )
+        self.attn = nnx.List(
+            [_Attention(b, num_heads, num_groups, rngs=rngs) for _, b in widths]
+            if attention
+            else []
+        )
+
+
+class UNet(nnx.Module):
+    r"""A small UNet vector field :math:`v_\theta(x, t, y)` for images ``(B, H, W, C)``.
+
+    The standard DDPM-style layout, kept small: a 3x3 input convolution; per resolution level
+    ``num_res_blocks`` residual blocks (GroupNorm, SiLU, 3x3 convolutions, the time / class
+    embedding added between the convolutions) and a stride-2 downsampling convolution; a
+    middle of two residual blocks around self-attention; the mirror-image upsampling path
+    (nearest-neighbour upsampling and a 3x3 convolution) with skip connections; GroupNorm,
+    SiLU and a 3x3 output convolution. Self-attention also runs in the residual blocks of the
+    lowest resolution.
+
+    The embedding is an MLP of :func:`sinusoidal_embedding` of ``t``, plus a learned class
+    embedding when ``num_classes`` is set. Label ``num_classes`` is the null class (the
+    "unconditional" model of classifier-free guidance); ``cond=None`` means all null.
+
+    Args:
+      in_channels: image channels ``C`` (also the output channels).
+      channels: base width (channels of the first level).
+      channel_mult: width multiplier per level; ``len(channel_mult) - 1`` downsamplings, so
+        ``H`` and ``W`` must be divisible by ``2 ** (len(channel_mult) - 1)``.
+      num_res_blocks: residual blocks per level on the way down (one more on the way up).
+      num_classes: optional number of labels for class conditioning.
+      num_heads: attention heads at the lowest resolution.
+      num_groups: GroupNorm groups (the gcd with each width is used).
+      rngs: ``nnx.Rngs`` for initialisation.
+
+    Raises:
+      ValueError: at call time, if ``x`` is not ``(B, H, W, in_channels)`` with ``H`` and
+        ``W`` divisible by ``2 ** (len(channel_mult) - 1)``, or ``t`` is not ``(B,)``; if
+        ``cond`` is given to an unconditional UNet or is not ``(B,)`` integer labels.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from flax import nnx
+      >>> net = UNet(1, channels=8, channel_mult=(1, 2), num_classes=10, rngs=nnx.Rngs(0))
+      >>> net(jnp.zeros((2, 8, 8, 1)), jnp.zeros(2), cond=jnp.array([3, 10])).shape
+      (2, 8, 8, 1)
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        *,
+        channels: int = 32,
+        channel_mult: Sequence[int] = (1, 2),
+        num_res_blocks: int = 1,
+        num_classes: int | None = None,
+        num_heads: int = 4,
+        num_groups: int = 8,
+        rngs: nnx.Rngs,
+    ):
+        channel_mult = tuple(int(m) for m in channel_mult)
+        if in_channels < 1 or channels < 1 or not channel_mult or min(channel_mult) < 1:
+            raise ValueError(
+                f"in_channels, channels and channel_mult must be positive, got {in_channels}, "
+                f"{channels} and {channel_mult}"
+            )
+        if num_res_blocks < 1:
+            raise ValueError(f"num_res_blocks must be at least 1, got {num_res_blocks}")
+        self.in_channels = in_channels
+        self.channel_mult = channel_mult
+        self.num_classes = num_classes
+        self.emb_size = 4 * channels
+        emb = self.emb_size
+        self.time_dim = channels + channels % 2  # sinusoidal features come in sin/cos pairs
+        self.time_mlp1 = nnx.Linear(self.time_dim, emb, rngs=rngs)
+        self.time_mlp2 = nnx.Linear(emb, emb, rngs=rngs)
+        self.class_embed = (
+            nnx.Embed(num_classes + 1, emb, rngs=rngs) if num_classes is not None else None
+        )
+        self.conv_in = nnx.Conv(in_channels, channels, (3, 3), rngs=rngs)
+
+        widths = [channels * m for m in channel_mult]
+        last = len(widths) - 1
+        down, downsample, skip_widths = [], [], [channels]
+        c = channels
+        for i, w in enumerate(widths):
+            pairs = []
+            for _ in range(num_res_blocks):
+                pairs.append((c, w))
+                c = w
+                skip_widths.append(c)
+            down.append(_Level(pairs, emb, num_groups, i == last, num_heads, rngs=rngs))
+            if i != last:
+                downsample.append(nnx.Conv(c, c, (3, 3), strides=(2, 2), rngs=rngs))
+                skip_widths.append(c)
+        self.down = nnx.List(down)
+        self.downsample = nnx.List(downsample)
+        self.mid1 = _ResBlock(c, c, emb, num_groups, rngs=rngs)
+        self.mid_attn = _Attention(c, num_heads, num_groups, rngs=rngs)
+        self.mid2 = _ResBlock(c, c, emb, num_groups, rngs=rngs)
+        up, upsample = [], []
+        for i in reversed(range(len(widths))):
+            pairs = []
+            for _ in range(num_res_blocks + 1):
+                pairs.append((c + skip_widths.pop(), widths[i]))
+                c = widths[i]
+            up.append(_Level(pairs, emb, num_groups, i == last, num_heads, rngs=rngs))
+            if i != 0:
+                upsample.append(nnx.Conv(c, c, (3, 3), rngs=rngs))
+        self.up = nnx.List(up)
+        self.upsample = nnx.List(upsample)
+        self.norm_out = nnx.GroupNorm(c, num_groups=_groups(c, num_groups), rngs=rngs)
+        self.conv_out = nnx.Conv(c, in_channels, (3, 3), rngs=rngs)
+
+    def _check(self, x, t, cond):
+        factor = 2 ** (len(self.channel_mult) - 1)
+        shape = jnp.shape(x)
+        if len(shape) != 4 or shape[-1] != self.in_channels:
+            raise ValueError(
+                f"UNet expects channels-last images (B, H, W, {self.in_channels}), got x of "
+                f"shape {shape}"
+            )
+        if shape[1] % factor or shape[2] % factor:
+            raise ValueError(
+                f"UNet with {len(self.channel_mult)} levels needs H and W divisible by "
+                f"{factor}, got x of shape {shape}"
+            )
+        if jnp.shape(t) != (shape[0],):
+            raise ValueError(f"t must have shape ({shape[0]},), got {jnp.shape(t)}")
+        if cond is not None:
+            if self.class_embed is None:
+                raise ValueError("this UNet has no class conditioning (num_classes=None) but got cond")
+            if jnp.shape(cond) != (shape[0],) or not jnp.issubdtype(
+                jnp.result_type(cond), jnp.integer
+            ):
+                raise ValueError(
+                    f"cond must be integer labels of shape ({shape[0]},), got shape "
+                    f"{jnp.shape(cond)} and dtype {jnp.result_type(cond)}"
+                )
+
+    def __call__(self, x: jax.Array, t: jax.Array, cond: jax.Array | None = None) -> jax.Array:
+        self._check(x, t, cond)
+        batch = x.shape[0]
+        emb = sinusoidal_embedding(t.astype(x.dtype), self.time_dim)
+        emb = self.time_mlp2(jax.nn.silu(self.time_mlp1(emb)))
+        if self.class_embed is not None:
+            labels = jnp.full((batch,), self.num_classes, jnp.int32) if cond is None else cond
+            emb = emb + self.class_embed(labels).astype(emb.dtype)
+
+        h = self.conv_in(x)
+        skips = [h]
+        for i, level in enumerate(self.down):
+            for j, block in enumerate(level.blocks):
+                h = block(h, emb)
+                if len(level.attn):
+                    h = level.attn[j](h)
+                skips.append(h)
+            if i < len(self.downsample):
+                h = self.downsample[i](h)
+                skips.append(h)
+        h = self.mid2(self.mid_attn(self.mid1(h, emb)), emb)
+        for i, level in enumerate(self.up):
+            for j, block in enumerate(level.blocks):
+                h = block(jnp.concatenate([h, skips.pop()], axis=-1), emb)
+                if len(level.attn):
+                    h = level.attn[j](h)
+            if i < len(self.upsample):
+                h = jnp.repeat(jnp.repeat(h, 2, axis=1), 2, axis=2)
+                h = self.upsample[i](h)
+        return self.conv_out(jax.nn.silu(self.norm_out(h)))

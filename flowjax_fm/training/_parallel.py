@@ -1,0 +1,164 @@
+r"""Data-parallel drivers: one step body, run by ``pmap`` or by ``shard_map`` over a mesh.
+
+Both take the **global** batch ``(B, *event)``, split it evenly over the devices, and give the
+same parameters as the single-device step on the same global batch (up to float summation
+order): per-example randomness is keyed by the global example index, the coupling is solved on
+the gathered global batch (``coupling_scope="global"``), and gradients are averaged exactly
+once. Multi-host runs use the same drivers over a mesh of all processes' devices after
+:func:`initialize_distributed`.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from flowjax_fm.training._step import TrainStep
+
+__all__ = ["data_mesh", "shard_step", "pmap_step", "initialize_distributed", "replicate"]
+
+
+def data_mesh(num_devices: int | None = None, axis_name: str = "data") -> jax.sharding.Mesh:
+    """A one-axis mesh over the first ``num_devices`` devices (default: all, every process).
+
+    The axis is ``Auto`` (``jax.make_mesh`` defaults to ``Explicit``), so arrays are resharded
+    onto it by the compiler where needed.
+
+    Examples:
+      >>> data_mesh(1).shape
+      OrderedDict([('data', 1)])
+    """
+    devices = jax.devices()
+    n = len(devices) if num_devices is None else num_devices
+    if not 1 <= n <= len(devices):
+        raise ValueError(f"asked for {n} devices but {len(devices)} are available")
+    return jax.make_mesh(
+        (n,), (axis_name,), axis_types=(jax.sharding.AxisType.Auto,), devices=devices[:n]
+    )
+
+
+def replicate(tree, mesh: jax.sharding.Mesh):
+    """Place every array of ``tree`` on all devices of ``mesh`` (replaces ``device_put_replicated``)."""
+    return jax.device_put(tree, NamedSharding(mesh, P()))
+
+
+def _check_divisible(x0, n: int) -> None:
+    if x0.shape[0] % n:
+        raise ValueError(
+            f"the global batch {x0.shape[0]} is not divisible by the device count {n}"
+        )
+
+
+def shard_step(step: TrainStep, mesh: jax.sharding.Mesh):
+    """Run ``step`` data-parallel with ``shard_map`` over the (one) axis of ``mesh``, jitted.
+
+    Parameters and optimiser state are replicated, the batch is split along its first axis.
+    Under ``shard_map`` the gradient of replicated parameters arrives already summed over the
+    axis, so the step divides it by the device count instead of taking a ``pmean``.
+
+    Returns:
+      ``f(state, key, x0, x1, cond=None) -> (state, metrics)`` on global arrays.
+
+    Examples:
+      >>> import jax, optax
+      >>> from flax import nnx
+      >>> import flowjax_fm as fm
+      >>> model = fm.models.MLP(2, (8,), rngs=nnx.Rngs(0)); opt = optax.sgd(0.1)
+      >>> step = fm.training.make_train_step(model, optimizer=opt, path=fm.paths.CondOTPath())
+      >>> f = shard_step(step, data_mesh(1))
+      >>> x = jax.random.normal(jax.random.key(0), (4, 2))
+      >>> int(f(fm.training.init_state(model, opt), jax.random.key(1), x, x + 1)[0].step)
+      1
+    """
+    if len(mesh.axis_names) != 1:
+        raise ValueError(f"shard_step takes a one-axis data mesh, got axes {mesh.axis_names}")
+    axis = mesh.axis_names[0]
+    n = mesh.shape[axis]
+    body = step.for_axis(axis, "shard_map")
+    mapped = {
+        has_cond: jax.shard_map(
+            body,
+            mesh=mesh,
+            in_specs=(P(), P(), P(axis), P(axis)) + ((P(axis),) if has_cond else ()),
+            out_specs=(P(), P()),
+        )
+        for has_cond in (False, True)
+    }
+
+    @jax.jit
+    def run(state, key, x0, x1, cond=None):
+        _check_divisible(x0, n)
+        if cond is None:
+            return mapped[False](state, key, x0, x1)
+        return mapped[True](state, key, x0, x1, cond)
+
+    return run
+
+
+def pmap_step(step: TrainStep, *, axis_name: str = "batch", devices=None):
+    """Run ``step`` data-parallel with ``jax.pmap`` over the local devices.
+
+    The global batch is reshaped to ``(n, B / n, *event)``; state and key are broadcast in
+    and the (identical) updated state comes back unmapped. Gradients are ``pmean``-ed once.
+
+    Returns:
+      ``f(state, key, x0, x1, cond=None) -> (state, metrics)`` on global arrays.
+
+    Examples:
+      >>> import jax, optax
+      >>> from flax import nnx
+      >>> import flowjax_fm as fm
+      >>> model = fm.models.MLP(2, (8,), rngs=nnx.Rngs(0)); opt = optax.sgd(0.1)
+      >>> step = fm.training.make_train_step(model, optimizer=opt, path=fm.paths.CondOTPath())
+      >>> f = pmap_step(step, devices=jax.devices()[:1])
+      >>> x = jax.random.normal(jax.random.key(0), (4, 2))
+      >>> int(f(fm.training.init_state(model, opt), jax.random.key(1), x, x + 1)[0].step)
+      1
+    """
+    devices = list(devices) if devices is not None else jax.local_devices()
+    n = len(devices)
+    body = step.for_axis(axis_name, "pmap")
+    mapped = jax.pmap(
+        body, axis_name=axis_name, in_axes=(None, None, 0, 0, 0), out_axes=(None, None),
+        devices=devices,
+    )
+
+    def run(state, key, x0, x1, cond=None):
+        _check_divisible(x0, n)
+        split = lambda a: a.reshape(n, a.shape[0] // n, *a.shape[1:])
+        return mapped(state, key, split(x0), split(x1), jax.tree.map(split, cond))
+
+    return run
+
+
+def initialize_distributed(
+    coordinator: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+) -> bool:
+    """Start JAX's multi-host runtime from arguments or the environment.
+
+    Reads ``FLOWJAX_COORDINATOR``, ``FLOWJAX_NUM_PROCESSES`` and ``FLOWJAX_PROCESS_ID`` when an
+    argument is ``None``. On CPU it selects the gloo collectives (needed for cross-process
+    collectives there). Returns False (and does nothing) when no coordinator is given.
+    """
+    coordinator = coordinator or os.environ.get("FLOWJAX_COORDINATOR")
+    if not coordinator:
+        return False
+    if num_processes is None:
+        num_processes = int(os.environ.get("FLOWJAX_NUM_PROCESSES", "0")) or None
+    if process_id is None and "FLOWJAX_PROCESS_ID" in os.environ:
+        process_id = int(os.environ["FLOWJAX_PROCESS_ID"])
+    if num_processes is None or process_id is None:
+        raise ValueError("a coordinator needs --num-processes and --process-id as well")
+    if not 0 <= process_id < num_processes:
+        raise ValueError(f"process id {process_id} is outside [0, {num_processes})")
+    # cross-process collectives on the CPU backend need gloo (no effect on GPU/TPU backends)
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(
+        coordinator_address=coordinator, num_processes=num_processes, process_id=process_id
+    )
+    return True
