@@ -4,7 +4,7 @@ Sub-packages, one per concept: :mod:`paths` (probability paths x_t and targets u
 :mod:`couplings` (how x0 and x1 are paired), :mod:`time_sampling` (how training draws t),
 :mod:`losses`, :mod:`models` (Flax NNX), :mod:`training`, :mod:`sampling` (integrating the
 ODE to generate: not to be confused with ``time_sampling``), :mod:`likelihood`,
-:mod:`metrics` and :mod:`data`.
+:mod:`metrics`, :mod:`reflow` (rectified flow, distillation) and :mod:`data`.
 """
 
 from flowjax_fm import (
@@ -15,6 +15,7 @@ from flowjax_fm import (
     metrics,
     models,
     paths,
+    reflow,
     sampling,
     time_sampling,
     training,
@@ -30,6 +31,7 @@ __all__ = [
     "metrics",
     "models",
     "paths",
+    "reflow",
     "sampling",
     "time_sampling",
     "training",

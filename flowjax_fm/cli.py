@@ -49,6 +49,18 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--out", default=None, help="run directory (default runs/<timestamp>)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out")
     t.add_argument("--no-progress", action="store_true")
+    g = t.add_argument_group("optimisation")
+    g.add_argument("--schedule", default="constant", help="constant | cosine")
+    g.add_argument("--warmup", type=int, default=0, help="linear warm-up steps")
+    g.add_argument("--clip", type=float, default=None, help="clip the global gradient norm")
+    g.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay")
+    g.add_argument("--accumulate", type=int, default=1, help="gradient-accumulation micro-batches")
+    d = t.add_argument_group("devices and hosts")
+    d.add_argument("--devices", type=int, default=None, help="devices to use (default: all)")
+    d.add_argument("--coupling-scope", default="global", help="global | per_shard")
+    d.add_argument("--coordinator", default=None, help="host:port of process 0 (multi-host)")
+    d.add_argument("--num-processes", type=int, default=None)
+    d.add_argument("--process-id", type=int, default=None)
 
     s = sub.add_parser("sample", help="generate from a trained run")
     s.add_argument("--checkpoint", required=True, help="run directory written by train")
@@ -64,7 +76,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _train(args) -> int:
+    from flowjax_fm.training import initialize_distributed
     from flowjax_fm.training._experiment import TrainConfig, train_and_evaluate
+
+    initialize_distributed(args.coordinator, args.num_processes, args.process_id)
 
     config = TrainConfig(
         source=args.source,
@@ -83,6 +98,13 @@ def _train(args) -> int:
         eval_samples=args.eval_samples,
         solver=args.solver,
         checkpoint_every=args.checkpoint_every,
+        devices=args.devices,
+        coupling_scope=args.coupling_scope,
+        schedule=args.schedule,
+        warmup=args.warmup,
+        clip=args.clip,
+        weight_decay=args.weight_decay,
+        accumulate=args.accumulate,
     )
     if args.resume and args.out is None:
         raise ValueError("--resume needs --out DIR (the run to continue)")
@@ -116,14 +138,20 @@ def _sample(args) -> int:
     return 0
 
 
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def main(argv=None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
         return {"train": _train, "sample": _sample}[args.command](args)
     except (ValueError, FileNotFoundError) as exc:
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        parser.exit(2, f"flowjax-fm: error: {msg}\n")
+        parser.exit(2, f"flowjax-fm: error: {_one_line(exc)}\n")
+    except FloatingPointError as exc:  # non-finite loss: the last good checkpoint is kept
+        parser.exit(3, f"flowjax-fm: error: {_one_line(exc)}\n")
     except KeyboardInterrupt:
         parser.exit(130, "flowjax-fm: interrupted\n")
 

@@ -1,43 +1,52 @@
 """Tests for flowjax_fm.data: toy samplers and .npy point loading."""
 
-import numpy as np
-import pytest
-
 import jax
 import jax.numpy as jnp
+import numpy as np
+import pytest
 
 from flowjax_fm import data
 from flowjax_fm.metrics import wasserstein
 
 
 @pytest.mark.parametrize("name", data.TOY_NAMES)
-def test_shape_dtype_finite_and_jit(name):
+def test_shape_dtype_finite(name):
     key = jax.random.key(0)
     x = data.sample_toy(name, key, 257)
     assert x.shape == (257, 2) and x.dtype == jnp.float32
     assert bool(jnp.isfinite(x).all())
-    jitted = jax.jit(data.sample_toy, static_argnums=(0, 2))(name, key, 257)
-    np.testing.assert_array_equal(np.asarray(x), np.asarray(jitted))
     np.testing.assert_array_equal(np.asarray(x), np.asarray(data.make_sampler(name)(key, 257)))
     assert not np.allclose(np.asarray(x), np.asarray(data.sample_toy(name, jax.random.key(1), 257)))
-    assert data.sample_toy(name, key, 1).shape == (1, 2)
 
 
-@pytest.mark.parametrize("name", data.TOY_NAMES)
-def test_legacy_keys_and_vmap_over_keys(name):
+def test_inside_jit_equals_eager():
+    key = jax.random.key(0)
+    names = ("moons", "8gaussians", "checkerboard")  # one mechanism for all: keep compiles few
+
+    @jax.jit
+    def toys(key):
+        return jnp.stack([data.sample_toy(name, key, 257) for name in names])
+
+    expected = np.stack([np.asarray(data.sample_toy(name, key, 257)) for name in names])
+    np.testing.assert_allclose(np.asarray(toys(key)), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["moons"])
+def test_legacy_keys_vmap_over_keys_and_one_point(name):
     keys = jax.random.split(jax.random.key(3), 4)
     out = jax.vmap(lambda k: data.sample_toy(name, k, 16))(keys)
     assert out.shape == (4, 16, 2)
-    assert data.sample_toy(name, jax.random.PRNGKey(0), 8).shape == (8, 2)
+    assert data.sample_toy(name, jax.random.PRNGKey(0), 16).shape == (16, 2)
+    assert data.sample_toy(name, keys[0], 1).shape == (1, 2)
 
 
 def test_8gaussians_structure():
-    x = np.asarray(data.sample_toy("8gaussians", jax.random.key(0), 40_000), np.float64)
+    x = np.asarray(data.sample_toy("8gaussians", jax.random.key(0), 20_000), np.float64)
     angles = np.arange(8) * np.pi / 4
     centres = 5.0 * np.stack([np.cos(angles), np.sin(angles)], axis=-1)
     nearest = np.argmin(((x[:, None] - centres[None]) ** 2).sum(-1), axis=1)
     counts = np.bincount(nearest, minlength=8)
-    np.testing.assert_allclose(counts / len(x), 1 / 8, atol=0.01)  # ~6 standard errors
+    np.testing.assert_allclose(counts / len(x), 1 / 8, atol=0.01)  # ~4 standard errors
     resid = x - centres[nearest]
     np.testing.assert_allclose(resid.std(0), 0.1**0.25, rtol=0.02)  # std 0.562, not 0.1
     np.testing.assert_allclose(resid.mean(0), 0.0, atol=0.02)
@@ -80,7 +89,7 @@ def test_match_torchcfm_in_distribution():
 
     n = 2000
     torch.manual_seed(0)
-    np.random.seed(0)  # torchdyn's moons draw their noise from numpy's global RNG
+    np.random.seed(0)  # noqa: NPY002 - torchdyn's moons draw their noise from numpy's global RNG
     theirs = {"moons": utils.sample_moons(n).numpy(), "8gaussians": utils.sample_8gaussians(n).numpy()}
     for name, their in theirs.items():
         ours = np.asarray(data.sample_toy(name, jax.random.key(0), n))

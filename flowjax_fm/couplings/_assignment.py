@@ -81,10 +81,16 @@ def solve_assignment(cost: jax.Array, method: str = "auto") -> jax.Array:
     CPU: about 50 ms at ``n = 256``).
 
     Non-finite costs (``nan``, ``inf``) cannot be detected at trace time. With ``"auto"`` /
-    ``"c"`` the host callback raises ``ValueError("... non-finite entry")`` when the
-    computation runs, which JAX reports as a ``jax.errors.JaxRuntimeError`` (eagerly or under
-    jit) carrying that message; ``"scipy"`` fails the same way with scipy's message; with
-    ``"jax"`` the result is unspecified (no check is made).
+    ``"c"`` the host callback raises ``ValueError("... non-finite entry ...")`` when the
+    computation runs (also when ``max - min`` of the costs overflows float64), which JAX
+    reports as a ``jax.errors.JaxRuntimeError`` (eagerly or under jit) carrying that message;
+    no permutation is returned. ``"scipy"`` treats ``+inf`` as a forbidden pair and fails the
+    same way on ``nan`` or an infeasible problem; with ``"jax"`` the result is unspecified
+    (no check is made).
+
+    Speed (one CPU thread, squared-Euclidean cost of 2D Gaussian clouds, jitted, cost matrix
+    included): about 1 ms at ``n = 256`` and 20 ms at ``n = 1024``, 5 to 8 times faster than
+    POT's network simplex (``ot.emd``); see ``benchmarks/bench_assignment.py``.
 
     Args:
       cost: cost matrix of shape ``(n, n)``, real dtype (float32 or float64; integers are

@@ -9,7 +9,15 @@ A toy sampler is pure and jit-able (``name`` and ``n`` static)::
 published numbers; the definitions are in :mod:`flowjax_fm.data._toy`.
 """
 
+from flowjax_fm.data._images import load_array_dataset, load_digits
 from flowjax_fm.data._points import load_points
 from flowjax_fm.data._toy import TOY_NAMES, make_sampler, sample_toy
 
-__all__ = ["TOY_NAMES", "load_points", "make_sampler", "sample_toy"]
+__all__ = [
+    "TOY_NAMES",
+    "load_array_dataset",
+    "load_digits",
+    "load_points",
+    "make_sampler",
+    "sample_toy",
+]

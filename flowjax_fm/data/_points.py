@@ -56,13 +56,10 @@ def load_points(path: str | os.PathLike) -> np.ndarray:
         arr.close()
         raise ValueError(f"{name}: expected a .npy file holding one array, got an .npz archive")
     if not np.issubdtype(arr.dtype, np.floating):
-        raise ValueError(
-            f"{name}: points must be floating point, got dtype {arr.dtype} (shape {arr.shape})"
-        )
+        raise ValueError(f"{name}: points must be floating point, got dtype {arr.dtype} (shape {arr.shape})")
     if arr.ndim < 2:
         raise ValueError(
-            f"{name}: points must have shape (N, *event) with at least 2 dimensions, "
-            f"got shape {arr.shape}"
+            f"{name}: points must have shape (N, *event) with at least 2 dimensions, got shape {arr.shape}"
         )
     if arr.shape[0] == 0:
         raise ValueError(f"{name}: no points (shape {arr.shape})")

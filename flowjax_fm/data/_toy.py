@@ -2,9 +2,9 @@ r"""Two-dimensional toy distributions, drawn with :mod:`jax.random` only.
 
 Every sampler but ``moons`` (see below) draws ``n`` i.i.d. points: a point's mixture
 component (which Gaussian, circle, spiral arm or checkerboard row) is drawn independently per
-point, so any slice of a sample is itself a sample. All samplers are pure functions of ``key`` and are traced once per
-``(name, n)``; they can be called inside :func:`jax.jit`, :func:`jax.lax.scan` and
-:func:`jax.vmap` (over keys).
+point, so any slice of a sample is itself a sample. All samplers are pure functions of
+``key`` and are traced once per ``(name, n)``; they can be called inside :func:`jax.jit`,
+:func:`jax.lax.scan` and :func:`jax.vmap` (over keys).
 
 Definitions (``u ~ U[0, 1)``, ``z ~ N(0, 1)``, fresh for each use):
 

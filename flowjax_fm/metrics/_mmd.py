@@ -2,10 +2,9 @@ r"""Maximum mean discrepancy with a mixture of RBF kernels."""
 
 from __future__ import annotations
 
-import numpy as np
-
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 __all__ = ["mmd"]
 
@@ -109,13 +108,9 @@ def mmd(x: jax.Array, y: jax.Array, *, bandwidths=None) -> jax.Array:
     x, y = jnp.asarray(x), jnp.asarray(y)
     for name, a in (("x", x), ("y", y)):
         if a.ndim < 2 or a.shape[0] < 2:
-            raise ValueError(
-                f"{name} must have shape (N, *event) with N >= 2 points, got shape {a.shape}"
-            )
+            raise ValueError(f"{name} must have shape (N, *event) with N >= 2 points, got shape {a.shape}")
     if x.shape[1:] != y.shape[1:]:
-        raise ValueError(
-            f"x and y must have the same event shape, got shapes {x.shape} and {y.shape}"
-        )
+        raise ValueError(f"x and y must have the same event shape, got shapes {x.shape} and {y.shape}")
     dtype = jnp.result_type(x.dtype, y.dtype, jnp.float32)
     if not jnp.issubdtype(dtype, jnp.floating):
         raise ValueError(f"x and y must be real, got dtypes {x.dtype} and {y.dtype}")
@@ -129,4 +124,3 @@ def mmd(x: jax.Array, y: jax.Array, *, bandwidths=None) -> jax.Array:
                 f"{bandwidths.shape}"
             )
     return _mmd2(x, y, bandwidths)
-

@@ -74,9 +74,11 @@ class _Attention(nnx.Module):
 
     def __call__(self, x):
         b, h, w, c = x.shape
-        q, k, v = jnp.split(self.qkv(self.norm(x)).reshape(b, h * w, 3 * c), 3, axis=-1)
-        heads = lambda a: a.reshape(b, h * w, self.num_heads, c // self.num_heads)
-        y = jax.nn.dot_product_attention(heads(q), heads(k), heads(v))
+        d = c // self.num_heads
+        qkv = self.qkv(self.norm(x)).reshape(b, h * w, 3, self.num_heads, d)
+        q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+        logits = jnp.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(d)
+        y = jnp.einsum("bhqk,bkhd->bqhd", jax.nn.softmax(logits, axis=-1), v)
         return x + self.out(y.reshape(b, h, w, c))
 
 

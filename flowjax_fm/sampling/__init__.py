@@ -5,7 +5,16 @@ Generation pushes source samples (``t = 0``) to the data end (``t = 1``) with :f
 :mod:`flowjax_fm.time_sampling` (which draws training times).
 """
 
+from flowjax_fm.sampling._guidance import guided_field
 from flowjax_fm.sampling._sample import SampleResult, encode, round_trip_error, sample
 from flowjax_fm.sampling._solvers import RK4, SOLVER_NAMES
 
-__all__ = ["RK4", "SOLVER_NAMES", "SampleResult", "encode", "round_trip_error", "sample"]
+__all__ = [
+    "RK4",
+    "SOLVER_NAMES",
+    "SampleResult",
+    "encode",
+    "guided_field",
+    "round_trip_error",
+    "sample",
+]

@@ -3,6 +3,7 @@
 from flowjax_fm.training._checkpoint import Checkpointer, write_json_atomic
 from flowjax_fm.training._experiment import TrainConfig, load_run, train_and_evaluate
 from flowjax_fm.training._fit import NonFiniteLossError, batch_source, fit
+from flowjax_fm.training._optim import make_optimizer
 from flowjax_fm.training._parallel import (
     data_mesh,
     initialize_distributed,
@@ -34,6 +35,7 @@ __all__ = [
     "fit",
     "init_state",
     "load_run",
+    "make_optimizer",
     "make_train_step",
     "make_vector_field",
     "split_model",

@@ -14,7 +14,6 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import nnx
 
 __all__ = ["TrainConfig", "train_and_evaluate", "load_run", "build_source"]
@@ -28,8 +27,10 @@ class TrainConfig:
     target: str = "moons"
     coupling: str = "exact-ot"
     path: str = "gaussian"
-    sigma: float | None = None  # path width; None: the path's default (0.1 gaussian, 1.0 bridge)
-    epsilon: float | None = None  # Sinkhorn regularisation; None: 2 sigma^2 for the bridge, else 0.05
+    # path width; None: the path's default (0.1 gaussian, 1.0 bridge)
+    sigma: float | None = None
+    # Sinkhorn regularisation; None: 2 sigma^2 for the bridge, else 0.05
+    epsilon: float | None = None
     steps: int = 20_000
     batch: int = 256
     lr: float = 1e-3
@@ -43,6 +44,13 @@ class TrainConfig:
     atol: float = 1e-4
     chunk: int = 500
     checkpoint_every: int = 5000
+    devices: int | None = None  # None: every device (of every process)
+    coupling_scope: str = "global"
+    schedule: str = "constant"
+    warmup: int = 0
+    clip: float | None = None
+    weight_decay: float = 0.0
+    accumulate: int = 1
 
     def validate(self) -> None:
         from flowjax_fm import couplings, paths, sampling
@@ -54,10 +62,18 @@ class TrainConfig:
         if self.path not in paths.PATHS:
             raise ValueError(f"unknown path {self.path!r}; choose one of {sorted(paths.PATHS)}")
         if self.solver not in sampling.SOLVER_NAMES:
-            raise ValueError(f"unknown solver {self.solver!r}; choose one of {sorted(sampling.SOLVER_NAMES)}")
-        for name in ("steps", "batch", "eval_samples", "chunk", "checkpoint_every"):
+            raise ValueError(
+                f"unknown solver {self.solver!r}; choose one of {sorted(sampling.SOLVER_NAMES)}"
+            )
+        for name in ("steps", "batch", "eval_samples", "chunk", "checkpoint_every", "accumulate"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.coupling_scope not in ("global", "per_shard"):
+            raise ValueError(
+                f"coupling scope must be 'global' or 'per_shard', got {self.coupling_scope!r}"
+            )
+        if self.devices is not None and self.devices < 1:
+            raise ValueError(f"devices must be at least 1, got {self.devices}")
 
     def to_json(self) -> dict:
         d = dataclasses.asdict(self)
@@ -87,7 +103,8 @@ def build_source(spec: str, name: str):
 def _draw(source, key, n):
     if callable(source):
         return np.asarray(source(key, n))
-    idx = np.asarray(jax.random.choice(key, source.shape[0], (min(n, source.shape[0]),), replace=False))
+    count = min(n, source.shape[0])
+    idx = np.asarray(jax.random.choice(key, source.shape[0], (count,), replace=False))
     return np.asarray(source[idx])
 
 
@@ -97,8 +114,10 @@ def _build(config: TrainConfig, event_size: int):
     model = models.MLP(
         event_size, config.hidden, activation=config.activation, rngs=nnx.Rngs(config.seed)
     )
-    path_kwargs = {} if config.sigma is None or config.path in ("condot", "vp") else {"sigma": config.sigma}
-    if config.path == "condot" and config.sigma is not None:
+    path_kwargs = {}
+    if config.sigma is not None and config.path in ("gaussian", "bridge"):
+        path_kwargs = {"sigma": config.sigma}
+    elif config.sigma is not None and config.path == "condot":
         path_kwargs = {"sigma_min": config.sigma}
     path = paths.get_path(config.path, **path_kwargs)
     coupling_kwargs = {}
@@ -108,9 +127,22 @@ def _build(config: TrainConfig, event_size: int):
             eps = 2.0 * float(getattr(path, "sigma", 0.1)) ** 2 if config.path == "bridge" else 0.05
         coupling_kwargs = {"epsilon": eps}
     coupling = couplings.get_coupling(config.coupling, **coupling_kwargs)
-    optimizer = optax.adam(config.lr)
+    optimizer = training.make_optimizer(
+        config.lr,
+        schedule=config.schedule,
+        warmup_steps=config.warmup,
+        total_steps=config.steps,
+        clip_norm=config.clip,
+        weight_decay=config.weight_decay,
+    )
     step = training.make_train_step(
-        model, optimizer=optimizer, path=path, coupling=coupling, ema_decay=config.ema_decay
+        model,
+        optimizer=optimizer,
+        path=path,
+        coupling=coupling,
+        ema_decay=config.ema_decay,
+        coupling_scope=config.coupling_scope,
+        accumulate=config.accumulate,
     )
     return model, optimizer, step
 
@@ -200,45 +232,69 @@ def train_and_evaluate(
     model, optimizer, step = _build(config, int(np.prod(event_shape)))
     state = training.init_state(model, optimizer)
 
+    n_dev = jax.device_count() if config.devices is None else config.devices
+    if config.batch % n_dev:
+        raise ValueError(f"the batch {config.batch} is not divisible by the device count {n_dev}")
+    if n_dev > 1 or jax.process_count() > 1:
+        mesh = training.data_mesh(n_dev)
+        step = training.shard_step(step, mesh)
+        state = training.replicate(state, mesh)
+
     if resume:
         cfg_path = workdir / "config.json"
         if not cfg_path.is_file():
             raise ValueError(f"--resume: {workdir} holds no run (no config.json)")
         saved = TrainConfig.from_json(json.loads(cfg_path.read_text()))
-        if saved != config:
+        if dataclasses.replace(saved, steps=config.steps) != config:
             raise ValueError(f"--resume: settings differ from the saved run in {cfg_path}")
+    is_main = jax.process_index() == 0
     workdir.mkdir(parents=True, exist_ok=True)
-    training.write_json_atomic(workdir / "config.json", config.to_json())
-    training.write_json_atomic(workdir / "event_shape.json", list(event_shape))
+    if is_main:
+        training.write_json_atomic(workdir / "config.json", config.to_json())
+        training.write_json_atomic(workdir / "event_shape.json", list(event_shape))
     ckpt = training.Checkpointer(workdir / "checkpoint")
     if resume and ckpt.latest_step() is not None:
         state = ckpt.restore(state)
+    start_step = int(jax.device_get(state.step))
+    if start_step > config.steps:
+        raise ValueError(f"--resume: the run is at step {start_step}, past --steps {config.steps}")
 
-    start_step = int(state.step)
     chunk_times: list[tuple[float, int]] = []
     last = [time.perf_counter()]
 
     def on_chunk(state, chunk_metrics):
         now = time.perf_counter()
         chunk_times.append((now - last[0], len(chunk_metrics["loss"])))
-        s = int(state.step)
+        s = int(jax.device_get(state.step))
         if s % config.checkpoint_every < len(chunk_metrics["loss"]) or s == config.steps:
             ckpt.save(state)
         last[0] = time.perf_counter()
 
-    state, history = training.fit(
-        step,
-        state,
-        k_train,
-        source,
-        target,
-        num_steps=config.steps - start_step,
-        batch_size=config.batch,
-        progress=progress,
-        chunk_size=config.chunk,
-        on_chunk=on_chunk,
-    )
-    if int(state.step) != start_step and ckpt.latest_step() != int(state.step):
+    try:
+        state, history = training.fit(
+            step,
+            state,
+            k_train,
+            source,
+            target,
+            num_steps=config.steps - start_step,
+            batch_size=config.batch,
+            progress=progress and is_main,
+            chunk_size=config.chunk,
+            on_chunk=on_chunk,
+        )
+    except training.NonFiniteLossError as err:
+        kept = ckpt.latest_step()
+        ckpt.close()
+        where = (
+            f"the last good checkpoint (step {kept}) is kept in {ckpt.directory}"
+            if kept is not None
+            else "no checkpoint had been written yet"
+        )
+        raise training.NonFiniteLossError(
+            f"training stopped: {err}; {where}", step=err.step, state=err.state
+        ) from None
+    if ckpt.latest_step() != int(jax.device_get(state.step)):
         ckpt.save(state)
     ckpt.close()
 
@@ -251,8 +307,11 @@ def train_and_evaluate(
     else:
         compile_s, steps_per_s = float("nan"), float("nan")
 
-    # evaluation: generate from fresh source points, compare with fresh target points
-    field = training.make_vector_field(model, state.params)
+    # evaluation, on this process's own device: parameters are replicated, so every process
+    # holds them all; only process 0 writes files
+    params = jax.tree.map(lambda a: jnp.asarray(np.asarray(a)), state.params)
+    final_step = int(jax.device_get(state.step))
+    field = training.make_vector_field(model, params)
     x0 = jnp.asarray(_draw(source, k_eval0, config.eval_samples))
     x_ref = _draw(target, k_eval1, config.eval_samples)
     res = sampling.sample(field, x0, solver=config.solver, rtol=config.rtol, atol=config.atol)
@@ -263,9 +322,10 @@ def train_and_evaluate(
         field, x0[:300], solver=config.solver, rtol=config.rtol, atol=config.atol,
         save_trajectory=True,
     ).trajectory
-    flat = lambda a: np.asarray(a).reshape(*np.shape(a)[:-len(event_shape)], -1)
-    _plot(workdir, flat(x0), flat(x_gen), flat(x_ref), flat(traj))
-    np.save(workdir / "samples.npy", x_gen)
+    flat = lambda a: np.asarray(a).reshape(*np.shape(a)[: -len(event_shape)], -1)
+    if is_main:
+        _plot(workdir, flat(x0), flat(x_gen), flat(x_ref), flat(traj))
+        np.save(workdir / "samples.npy", x_gen)
 
     losses = history.get("loss", np.array([np.nan]))
     result = {
@@ -275,10 +335,13 @@ def train_and_evaluate(
         "steps_per_s": float(steps_per_s),
         "compile_s": float(compile_s),
         "train_s": float(sum(t for t, _ in chunk_times)),
-        "steps": int(state.step),
+        "steps": final_step,
         "eval_samples": int(n),
         "device": jax.devices()[0].device_kind,
+        "devices": n_dev,
+        "processes": jax.process_count(),
         "jax_version": jax.__version__,
     }
-    training.write_json_atomic(workdir / "metrics.json", result)
+    if is_main:
+        training.write_json_atomic(workdir / "metrics.json", result)
     return result

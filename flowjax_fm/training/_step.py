@@ -179,13 +179,16 @@ class TrainStep:
             )
         split = lambda a: a.reshape(self.accumulate, b // self.accumulate, *a.shape[1:])
         micro = (split(x0), split(x1), jax.tree.map(split, cond), split(index))
+        first = jax.tree.map(lambda a: a[0], micro)
+        rest = jax.tree.map(lambda a: a[1:], micro)
 
         def body(carry, mb):
             loss, grads = grad_fn(params, key, *mb)
             return jax.tree.map(jnp.add, carry, (loss, grads)), None
 
-        zero = (jnp.zeros((), x0.dtype), jax.tree.map(jnp.zeros_like, params))
-        total, _ = jax.lax.scan(body, zero, micro)
+        # the carry starts from the first micro-batch (not zeros) so that its types, including
+        # shard_map's varying/invariant axes, are those of the body's output
+        total, _ = jax.lax.scan(body, grad_fn(params, key, *first), rest)
         return jax.tree.map(lambda a: a / self.accumulate, total)
 
     def __call__(self, state: TrainState, key, x0, x1, cond=None):
