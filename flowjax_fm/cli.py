@@ -46,6 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--eval-samples", type=int, default=2000)
     t.add_argument("--solver", default="dopri5")
     t.add_argument("--checkpoint-every", type=int, default=5000)
+    t.add_argument("--chunk", type=int, default=500, help="steps per compiled lax.scan chunk")
     t.add_argument("--out", default=None, help="run directory (default runs/<timestamp>)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out")
     t.add_argument("--no-progress", action="store_true")
@@ -98,6 +99,7 @@ def _train(args) -> int:
         eval_samples=args.eval_samples,
         solver=args.solver,
         checkpoint_every=args.checkpoint_every,
+        chunk=args.chunk,
         devices=args.devices,
         coupling_scope=args.coupling_scope,
         schedule=args.schedule,

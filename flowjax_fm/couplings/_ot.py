@@ -46,7 +46,14 @@ class ExactOTCoupling(AbstractCoupling):
 
     def pair(self, key, x0, x1, cond0=None, cond1=None):
         del key  # deterministic (ties are broken by the solver)
-        perm = solve_assignment(self.cost(x0, x1, cond0, cond1), method=self.method)
+        cost = self.cost(x0, x1, cond0, cond1)
+        # Non-finite data must not crash the solver mid-training: such entries become the
+        # largest finite cost, the pairing stays a permutation, and the non-finite loss that
+        # the data produce anyway is what stops training (with a message naming the step).
+        finite = jnp.isfinite(cost)
+        worst = jnp.max(jnp.where(finite, cost, -jnp.inf), initial=0.0)
+        cost = jnp.where(finite, cost, worst)
+        perm = solve_assignment(cost, method=self.method)
         return Pairing(jnp.arange(x0.shape[0], dtype=jnp.int32), perm.astype(jnp.int32))
 
 

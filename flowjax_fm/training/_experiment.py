@@ -233,6 +233,8 @@ def train_and_evaluate(
     state = training.init_state(model, optimizer)
 
     n_dev = jax.device_count() if config.devices is None else config.devices
+    if n_dev > jax.device_count():
+        raise ValueError(f"asked for {n_dev} devices but {jax.device_count()} are available")
     if config.batch % n_dev:
         raise ValueError(f"the batch {config.batch} is not divisible by the device count {n_dev}")
     if n_dev > 1 or jax.process_count() > 1:
@@ -245,8 +247,14 @@ def train_and_evaluate(
         if not cfg_path.is_file():
             raise ValueError(f"--resume: {workdir} holds no run (no config.json)")
         saved = TrainConfig.from_json(json.loads(cfg_path.read_text()))
-        if dataclasses.replace(saved, steps=config.steps) != config:
-            raise ValueError(f"--resume: settings differ from the saved run in {cfg_path}")
+        saved = dataclasses.replace(saved, steps=config.steps)  # a run may be extended
+        differ = [
+            f"{f.name} {getattr(saved, f.name)!r} -> {getattr(config, f.name)!r}"
+            for f in dataclasses.fields(config)
+            if getattr(saved, f.name) != getattr(config, f.name)
+        ]
+        if differ:
+            raise ValueError(f"--resume: settings differ from the saved run: {', '.join(differ)}")
     is_main = jax.process_index() == 0
     workdir.mkdir(parents=True, exist_ok=True)
     if is_main:

@@ -39,8 +39,10 @@ __all__ = [
     "conditional_batch",
     "fit_labelled",
     "label_dropout",
+    "evaluate_images",
     "load_image_run",
     "make_conditional_train_step",
+    "make_image_sampler",
     "sample_images",
     "train_images",
 ]
@@ -426,21 +428,39 @@ def _build(config: ImageTrainConfig, image_shape, num_classes: int | None):
     return model, optimizer, step
 
 
-def _generate(field, key, labels, image_shape, scale, null_label, config):
-    """Samples for ``labels`` at guidance ``scale``; an int ``labels`` is a count (unconditional)."""
-    from flowjax_fm import sampling
+def make_image_sampler(model: nnx.Module, *, num_classes, solver: str, num_steps: int):
+    """A jitted ``gen(params, key, labels, scale, n) -> (x, nfe)`` for ``model``'s images.
 
-    n = labels if isinstance(labels, int) else len(labels)
-    x0 = jax.random.normal(key, (n, *image_shape), jnp.float32)
-    if isinstance(labels, int):
-        res = sampling.sample(field, x0, solver=config.solver, num_steps=config.num_steps)
-    else:
-        guided = sampling.guided_field(field, scale, null_label)
-        res = sampling.sample(
-            guided, x0, solver=config.solver, num_steps=config.num_steps,
-            cond=jnp.asarray(labels, jnp.int32),
-        )
-    return np.asarray(res.x), int(res.nfe)
+    ``params``, ``labels`` and ``scale`` are traced, so every guidance scale and every
+    checkpoint reuses one compiled solve. ``labels=None`` samples ``n`` images
+    unconditionally; otherwise ``n`` is ``len(labels)`` and the field is guided.
+    """
+    from flowjax_fm import sampling
+    from flowjax_fm.training._step import make_vector_field
+
+    @jax.jit
+    def guided(params, x0, labels, scale):
+        field = sampling.guided_field(make_vector_field(model, params), scale, num_classes)
+        res = sampling.sample(field, x0, solver=solver, num_steps=num_steps, cond=labels)
+        return res.x, res.nfe
+
+    @jax.jit
+    def plain(params, x0):
+        res = sampling.sample(make_vector_field(model, params), x0, solver=solver,
+                              num_steps=num_steps)
+        return res.x, res.nfe
+
+    def gen(params, key, labels, scale, image_shape, n=None):
+        n = len(labels) if labels is not None else n
+        x0 = jax.random.normal(key, (n, *image_shape), jnp.float32)
+        if labels is None:
+            x, nfe = plain(params, x0)
+        else:
+            x, nfe = guided(params, x0, jnp.asarray(labels, jnp.int32),
+                            jnp.asarray(scale, jnp.float32))
+        return np.asarray(x), int(nfe)
+
+    return gen
 
 
 def _pyplot():
@@ -481,22 +501,24 @@ def save_grid(path: str | Path, panels: dict[str, np.ndarray], rows: int) -> Non
 
 
 def evaluate_images(
-    field, key, *, classifier, real_test, num_classes, image_shape, config, real_feats=None
+    gen, params, key, *, classifier, real_feats, num_classes, image_shape, config
 ) -> tuple[list[dict], dict[str, np.ndarray]]:
-    """Accuracy and Frechet distance of conditional samples at each guidance scale."""
+    """Accuracy and Frechet distance of ``eval_per_class`` samples per class at each scale.
+
+    The same noise (``key``) is used at every guidance scale.
+    """
     from flowjax_fm import metrics
 
     labels = np.repeat(np.arange(num_classes), config.eval_per_class).astype(np.int32)
-    if real_feats is None:
-        real_feats = metrics.classifier_features(classifier, real_test)
     rows, samples = [], {}
     for w in config.guidance_scales:
-        x, nfe = _generate(field, key, labels, image_shape, float(w), num_classes, config)
-        feats = metrics.classifier_features(classifier, x)
+        x, nfe = gen(params, key, labels, float(w), image_shape)
         rows.append({
             "guidance": float(w),
             "accuracy": metrics.classifier_accuracy(classifier, x, labels),
-            "frechet": metrics.frechet_distance(feats, real_feats),
+            "frechet": metrics.frechet_distance(
+                metrics.classifier_features(classifier, x), real_feats
+            ),
             "nfe": nfe,
         })
         samples[f"w={w:g}"] = x
@@ -562,9 +584,10 @@ def train_images(
     history_eval: list[dict] = []
     last = [time.perf_counter()]
 
-    def field_of(state):
-        params = state.ema if config.ema_decay is not None else state.params
-        return training.make_vector_field(model, params)
+    gen = make_image_sampler(
+        model, num_classes=num_classes, solver=config.solver, num_steps=config.num_steps
+    )
+    params_of = lambda state: state.ema if config.ema_decay is not None else state.params
 
     def on_chunk(state, chunk_metrics):
         now = time.perf_counter()
@@ -577,9 +600,8 @@ def train_images(
             s % config.eval_every < n and s != config.steps
         ):
             rows, _ = evaluate_images(
-                field_of(state), k_eval, classifier=classifier, real_test=x_test,
+                gen, params_of(state), k_eval, classifier=classifier, real_feats=real_feats,
                 num_classes=num_classes, image_shape=image_shape, config=config,
-                real_feats=real_feats,
             )
             history_eval.extend(dict(r, step=s) for r in rows)
         last[0] = time.perf_counter()
@@ -609,12 +631,11 @@ def train_images(
         "device": jax.devices()[0].device_kind,
         "jax_version": jax.__version__,
     }
-    field = field_of(state)
     if classifier is not None:
         t0 = time.perf_counter()
         rows, samples = evaluate_images(
-            field, k_eval, classifier=classifier, real_test=x_test, num_classes=num_classes,
-            image_shape=image_shape, config=config, real_feats=real_feats,
+            gen, params_of(state), k_eval, classifier=classifier, real_feats=real_feats,
+            num_classes=num_classes, image_shape=image_shape, config=config,
         )
         result["eval_s"] = time.perf_counter() - t0
         result["eval"] = rows
@@ -635,17 +656,17 @@ def train_images(
         }
         save_grid(workdir / "samples.png", panels, rows=num_classes)
     else:
-        x_gen, result["nfe"] = _generate(field, k_eval, 64, image_shape, 0.0, None, config)
+        x_gen, result["nfe"] = gen(params_of(state), k_eval, None, 0.0, image_shape, n=64)
         save_grid(workdir / "samples.png", {"samples": x_gen}, rows=8)
     training.write_json_atomic(workdir / "metrics.json", result)
     return result
 
 
 def load_image_run(run_dir: str | Path, *, use_ema: bool = True):
-    """Rebuild ``(config, model, field, meta)`` from a run directory written by :func:`train_images`.
+    """Rebuild ``(config, model, params, meta)`` from a run directory written by :func:`train_images`.
 
-    ``field`` is the plain vector field ``v(x, t, cond=None)`` with the EMA parameters (when
-    the run kept an EMA and ``use_ema``) or the raw parameters.
+    ``params`` are the EMA parameters (when the run kept an EMA and ``use_ema``) or the raw
+    ones; ``fm.training.make_vector_field(model, params)`` is the vector field.
 
     Raises:
       ValueError: if ``run_dir`` is not an image run directory.
@@ -665,7 +686,7 @@ def load_image_run(run_dir: str | Path, *, use_ema: bool = True):
         training.init_state(model, optimizer)
     )
     params = state.ema if (use_ema and config.ema_decay is not None) else state.params
-    return config, model, training.make_vector_field(model, params), meta
+    return config, model, params, meta
 
 
 def sample_images(
@@ -692,34 +713,27 @@ def sample_images(
       ValueError: not an image run, ``n < 1``, a label outside ``[0, num_classes)``, or a
         label given to an unconditional run.
     """
-    from flowjax_fm import sampling
-
-    config, _, field, meta = load_image_run(run_dir)
-    if not isinstance(n, int) or n < 1:
+    config, model, params, meta = load_image_run(run_dir)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a positive int, got {n!r}")
     num_classes = meta["num_classes"]
     image_shape = tuple(meta["image_shape"])
     if label is not None:
         if num_classes is None:
             raise ValueError(f"{run_dir} holds an unconditional model: no --label")
-        if not 0 <= int(label) < num_classes:
+        if isinstance(label, bool) or not 0 <= int(label) < num_classes:
             raise ValueError(f"label must lie in [0, {num_classes - 1}], got {label}")
-    config = dataclasses.replace(
-        config,
-        solver=solver or config.solver,
+    gen = make_image_sampler(
+        model, num_classes=num_classes, solver=solver or config.solver,
         num_steps=num_steps or config.num_steps,
     )
-    x0 = jax.random.normal(jax.random.key(seed), (n, *image_shape), jnp.float32)
+    key = jax.random.key(seed)
     if num_classes is None:
-        res = sampling.sample(field, x0, solver=config.solver, num_steps=config.num_steps)
+        x, _ = gen(params, key, None, 0.0, image_shape, n=n)
     else:
         lab = num_classes if label is None else int(label)
-        guided = sampling.guided_field(field, float(guidance), num_classes)
-        res = sampling.sample(
-            guided, x0, solver=config.solver, num_steps=config.num_steps,
-            cond=jnp.full((n,), lab, jnp.int32),
-        )
-    x = np.asarray(res.x, np.float32)
+        x, _ = gen(params, key, np.full((n,), lab, np.int32), float(guidance), image_shape)
+    x = x.astype(np.float32)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     np.save(out / "samples.npy", x)
