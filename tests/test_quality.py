@@ -32,7 +32,7 @@ def test_short_training_lowers_w2(coupling):
     )
     after, nfe = _w2(fm.training.make_vector_field(model, state.params), jax.random.key(7))
     # the noise floor of W2 between two 500-point moons samples is ~0.1; an untrained field
-    # leaves the 8 Gaussians where they are (W2 ~ 4)
-    assert before > 3.0
+    # leaves the 8 Gaussians about where they are (W2 ~ 2.7)
+    assert before > 2.0
     assert after < 0.8, (before, after)
     assert np.isfinite(hist["loss"]).all() and nfe > 0
