@@ -102,7 +102,10 @@ def main() -> None:
     ap.add_argument("--torch-seeds", type=int, nargs="*", default=[0])
     ap.add_argument("--steps", type=int, default=20_000)
     ap.add_argument("--eval", type=int, default=2000)
+    ap.add_argument("--quick", action="store_true", help="smoke run: 300 steps, one seed each")
     args = ap.parse_args()
+    if args.quick:
+        args.seeds, args.torch_seeds, args.steps, args.eval = [0], [0], 300, 300
     env = environment()
     rows, table = [], []
     for method in METHODS:

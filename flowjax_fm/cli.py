@@ -73,7 +73,17 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--ema", action="store_true", help="use the EMA parameters")
     s.add_argument("--out", default=None, help="output directory (default: the checkpoint dir)")
+    sub.add_parser("bench", help="run a benchmark suite: bench --suite NAME [--quick] (source checkout)")
     return p
+
+
+def _bench(rest: list[str]) -> int:
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    if not (root / "benchmarks" / "__main__.py").is_file():
+        raise ValueError("the benchmarks ship with the source checkout: run this from a clone")
+    return subprocess.call([sys.executable, "-m", "benchmarks", *rest], cwd=root)
 
 
 def _train(args) -> int:
@@ -147,6 +157,12 @@ def _one_line(exc: BaseException) -> str:
 
 def main(argv=None) -> int:
     parser = _parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"]:  # everything after "bench" belongs to the suite runner
+        try:
+            return _bench(argv[1:])
+        except ValueError as exc:
+            parser.exit(2, f"flowjax-fm: error: {_one_line(exc)}\n")
     args = parser.parse_args(argv)
     try:
         return {"train": _train, "sample": _sample}[args.command](args)

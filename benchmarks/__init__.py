@@ -1,0 +1,1 @@
+"""Benchmark suites of flowjax_fm (run ``python -m benchmarks --suite NAME``)."""
