@@ -83,3 +83,28 @@ def write_table(name: str, title: str, preamble: str, header: list[str], rows: l
     lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def matmul_peak_flops(n: int = 2048, repeats: int = 5) -> float:
+    """FLOP/s of a large float32 matrix product on the default device: the machine's practical limit."""
+    import jax
+    import jax.numpy as jnp
+
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+    f = jax.jit(lambda x: x @ x)
+    med, _ = median_time(lambda: f(a).block_until_ready(), repeats)
+    return 2.0 * n**3 / med
+
+
+def compiled_flops(fn, *args) -> float | None:
+    """XLA's FLOP count for one call of ``jax.jit(fn)(*args)`` (None when not reported)."""
+    import jax
+
+    try:
+        analysis = jax.jit(fn).lower(*args).compile().cost_analysis()
+    except Exception:  # noqa: BLE001 - cost analysis is best effort on some backends
+        return None
+    if isinstance(analysis, list | tuple):
+        analysis = analysis[0] if analysis else {}
+    flops = (analysis or {}).get("flops")
+    return float(flops) if flops else None

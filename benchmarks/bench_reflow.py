@@ -25,11 +25,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import environment, write_jsonl, write_table  # noqa: E402
-
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
+from _common import environment, write_jsonl, write_table  # noqa: E402
 from flax import nnx  # noqa: E402
 
 import flowjax_fm as fm  # noqa: E402

@@ -25,7 +25,15 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import environment, median_time, pin_one_core, write_jsonl, write_table  # noqa: E402
+from _common import (  # noqa: E402
+    compiled_flops,
+    environment,
+    matmul_peak_flops,
+    median_time,
+    pin_one_core,
+    write_jsonl,
+    write_table,
+)
 
 THREADS = pin_one_core()
 
@@ -80,7 +88,9 @@ def ours(method: str, batch: int, chunk: int, chunks: int) -> dict:
     first = time.perf_counter() - t
     med, _ = median_time(lambda: jax.block_until_ready(run(state)), repeats=chunks, warmup=0)
     net = {"steps_per_s": chunk / med, "compile_s": first - med}
-    return {"end_to_end": e2e, "network_step": net}
+    # FLOPs of one step (XLA's count), to compare achieved FLOP/s with the matmul limit
+    flops = compiled_flops(lambda s, k: step(s, k, x0s[0], x1s[0]), state, jax.random.key(0))
+    return {"end_to_end": e2e, "network_step": net, "flops_per_step": flops}
 
 
 def torchcfm_rates(method: str, batch: int, steps: int) -> dict | None:
@@ -131,6 +141,8 @@ def main() -> None:
     args = ap.parse_args()
     chunk, chunks, torch_steps = (100, 2, 50) if args.quick else (500, 5, 500)
     env = environment()
+    peak = matmul_peak_flops()
+    print(f"matmul limit: {peak / 1e9:.1f} GFLOP/s", flush=True)
     rows, table = [], []
     for batch in args.batch:
         for method in COUPLINGS:
@@ -144,13 +156,18 @@ def main() -> None:
                     "ours_steps_per_s": mine[mode]["steps_per_s"],
                     "ours_compile_s": mine[mode]["compile_s"],
                     "torchcfm_steps_per_s": None if peer is None else peer[mode]["steps_per_s"],
-                    "ratio": ratio, **env,
+                    "ratio": ratio, "flops_per_step": mine["flops_per_step"],
+                    "matmul_peak_flops": peak, **env,
                 }
+                achieved = (mine["flops_per_step"] or float("nan")) * row["ours_steps_per_s"]
+                row["achieved_flops"] = achieved
+                row["fraction_of_matmul_peak"] = achieved / peak
                 rows.append(row)
                 table.append([
                     method, mode, batch, f"{row['ours_steps_per_s']:.0f}",
                     "-" if peer is None else f"{row['torchcfm_steps_per_s']:.0f}",
                     "-" if ratio is None else f"{ratio:.1f}x", f"{row['ours_compile_s']:.2f}",
+                    f"{achieved / 1e9:.2f} ({100 * achieved / peak:.1f}%)",
                 ])
                 print(table[-1], flush=True)
     write_jsonl("train", rows)
@@ -159,8 +176,11 @@ def main() -> None:
         "Training throughput: flowjax_fm vs torchcfm",
         f"{env['time']}, {env['device_kind']} ({env['machine']}), {THREADS}, load {env['load_avg_1m']:.1f}; "
         f"versions {env['versions']}. Steps/s, steady state (medians); compile time apart. "
+        f"Achieved GFLOP/s: XLA's FLOP count of one step times steps/s, against a 2048x2048 float32 "
+        f"matmul measured in the same run ({peak / 1e9:.1f} GFLOP/s). "
         "Command: `.venv/bin/python benchmarks/bench_train.py`.",
-        ["method", "mode", "batch", "flowjax_fm steps/s", "torchcfm steps/s", "ratio", "compile (s)"],
+        ["method", "mode", "batch", "flowjax_fm steps/s", "torchcfm steps/s", "ratio", "compile (s)",
+         "GFLOP/s (of matmul)"],
         table,
     )
 

@@ -73,6 +73,11 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--ema", action="store_true", help="use the EMA parameters")
     s.add_argument("--out", default=None, help="output directory (default: the checkpoint dir)")
+    from flowjax_fm import _commands_flow
+
+    _commands_flow.add_sample_flow_args(s)
+    _commands_flow.add_loglik_parser(sub)
+    _commands_flow.add_reflow_parser(sub)
     sub.add_parser("bench", help="run a benchmark suite: bench --suite NAME [--quick] (source checkout)")
     return p
 
@@ -136,7 +141,9 @@ def _sample(args) -> int:
 
     if args.n < 1:
         raise ValueError(f"--n must be at least 1, got {args.n}")
-    _, _, field, source, _ = load_run(args.checkpoint, use_ema=args.ema)
+    from flowjax_fm._commands_flow import sample_flow_outputs
+
+    _, _, field, source, event_shape = load_run(args.checkpoint, use_ema=args.ema)
     x0 = jax.numpy.asarray(_draw(source, jax.random.key(args.seed), args.n))
     res = sampling.sample(
         field, x0, solver=args.solver, num_steps=args.num_steps, rtol=args.rtol, atol=args.atol
@@ -147,6 +154,7 @@ def _sample(args) -> int:
     np.save(out / "samples.npy", x)
     _plot_samples(out / "samples.png", x)
     print(f"wrote {out / 'samples.npy'} {x.shape}, nfe={int(res.nfe)}")
+    sample_flow_outputs(args, field, x0, out, event_shape)
     return 0
 
 
@@ -165,7 +173,10 @@ def main(argv=None) -> int:
             parser.exit(2, f"flowjax-fm: error: {_one_line(exc)}\n")
     args = parser.parse_args(argv)
     try:
-        return {"train": _train, "sample": _sample}[args.command](args)
+        from flowjax_fm._commands_flow import run_loglik, run_reflow
+
+        commands = {"train": _train, "sample": _sample, "loglik": run_loglik, "reflow": run_reflow}
+        return commands[args.command](args)
     except (ValueError, FileNotFoundError) as exc:
         parser.exit(2, f"flowjax-fm: error: {_one_line(exc)}\n")
     except FloatingPointError as exc:  # non-finite loss: the last good checkpoint is kept

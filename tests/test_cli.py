@@ -36,6 +36,10 @@ def test_train_writes_the_run_directory(tmp_path, capsys):
     assert {"w2", "nfe", "loss", "steps_per_s"} <= set(metrics)
     assert np.isfinite(metrics["w2"]) and metrics["nfe"] > 0
     assert fm.training.Checkpointer(out / "checkpoint").latest_step() == 200
+    # training into it again without --resume is refused, not silently overwritten
+    with pytest.raises(SystemExit):
+        main(["train", *SMALL, "--out", str(out)])
+    assert "already holds a run" in capsys.readouterr().err
     # sample from it
     assert main(["sample", "--checkpoint", str(out), "--n", "50", "--out", str(tmp_path / "s")]) == 0
     x = np.load(tmp_path / "s" / "samples.npy")

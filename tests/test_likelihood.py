@@ -161,7 +161,7 @@ def test_gradient_matches_finite_differences(opts):
         shift = lambda eps: jax.tree.map(lambda a, b: a + eps * b, params, direction)
         grads = jax.grad(loss)(params)
         analytic = sum(jnp.vdot(g, d) for g, d in zip(jax.tree.leaves(grads),
-                                                     jax.tree.leaves(direction)))
+                                                     jax.tree.leaves(direction), strict=True))
         eps = 1e-5
         fd = (loss(shift(eps)) - loss(shift(-eps))) / (2 * eps)
         np.testing.assert_allclose(float(analytic), float(fd), rtol=1e-6)
@@ -206,8 +206,6 @@ def test_bad_inputs_and_non_finite_results():
 
 def make_run(run_dir, seed=0):
     """A run directory as the trainer writes it (config, event shape, checkpoint), untrained."""
-    import optax
-
     from flowjax_fm.training._experiment import TrainConfig, _build
 
     cfg = TrainConfig(hidden=(8,), coupling="independent", seed=seed)

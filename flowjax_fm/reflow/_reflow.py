@@ -189,9 +189,10 @@ def fit_pairs(
       flowjax_fm.training.NonFiniteLossError: on a non-finite loss.
     """
     _check_pairs(x0, x1)
-    for name, val in (("num_steps", num_steps), ("batch_size", batch_size), ("chunk_size", chunk_size)):
-        if isinstance(val, bool) or not isinstance(val, int) or val < (0 if name == "num_steps" else 1):
-            raise ValueError(f"{name} must be a {'non-negative' if name == 'num_steps' else 'positive'} int, got {val!r}")
+    for name, val, low in (("num_steps", num_steps, 0), ("batch_size", batch_size, 1),
+                           ("chunk_size", chunk_size, 1)):
+        if isinstance(val, bool) or not isinstance(val, int) or val < low:
+            raise ValueError(f"{name} must be an int >= {low}, got {val!r}")
 
     def one(carry, _):
         state, d0, d1 = carry

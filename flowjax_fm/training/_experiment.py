@@ -255,6 +255,8 @@ def train_and_evaluate(
         ]
         if differ:
             raise ValueError(f"--resume: settings differ from the saved run: {', '.join(differ)}")
+    elif (workdir / "checkpoint").is_dir() and any((workdir / "checkpoint").iterdir()):
+        raise ValueError(f"{workdir} already holds a run: pass --resume, or choose another --out")
     is_main = jax.process_index() == 0
     workdir.mkdir(parents=True, exist_ok=True)
     if is_main:
