@@ -20,6 +20,7 @@ HERE = Path(__file__).resolve().parent
 SUITES = {
     "train": "bench_train.py",
     "coupling": "bench_assignment.py",
+    "sinkhorn": "bench_sinkhorn.py",
     "sampling": "bench_sampling.py",
     "likelihood": "bench_likelihood.py",
     "scaling": "bench_scaling.py",
