@@ -17,7 +17,7 @@ from flowjax_fm.couplings import IndependentCoupling
 from flowjax_fm.paths import CondOTPath
 from flowjax_fm.sampling import sample
 from flowjax_fm.time_sampling import AbstractTime, UniformTime
-from flowjax_fm.training import NonFiniteLossError, TrainState, init_state, make_train_step
+from flowjax_fm.training import TrainState, init_state, make_train_step, run_scan_chunks
 
 __all__ = ["GridTime", "generate_pairs", "paired_sampler", "fit_pairs", "reflow", "distill"]
 
@@ -194,48 +194,15 @@ def fit_pairs(
         if isinstance(val, bool) or not isinstance(val, int) or val < low:
             raise ValueError(f"{name} must be an int >= {low}, got {val!r}")
 
-    def one(carry, _):
-        state, d0, d1 = carry
+    def one(state, data):
         k_idx, k_step = jax.random.split(jax.random.fold_in(key, state.step))
-        b0, b1 = paired_sampler(d0, d1)(k_idx, batch_size)
-        state_new, metrics = step(state, k_step, b0, b1)
-        return (state_new, d0, d1), dict(metrics, step=state.step)
+        b0, b1 = paired_sampler(*data)(k_idx, batch_size)
+        return step(state, k_step, b0, b1)
 
-    compiled: dict[int, Callable] = {}
-    history: dict[str, list] = {}
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=num_steps, desc="reflow", unit="step", dynamic_ncols=True)
-    done = 0
-    try:
-        while done < num_steps:
-            length = min(chunk_size, num_steps - done)
-            if length not in compiled:
-                compiled[length] = jax.jit(
-                    lambda s, a, b, length=length: jax.lax.scan(one, (s, a, b), None, length=length)
-                )
-            (new_state, _, _), metrics = compiled[length](state, x0, x1)
-            metrics = jax.device_get(metrics)
-            losses = np.asarray(metrics["loss"])
-            if not np.isfinite(losses).all():
-                first = int(np.argmax(~np.isfinite(losses)))
-                raise NonFiniteLossError(
-                    f"non-finite loss at step {int(metrics['step'][first])}",
-                    step=int(metrics["step"][first]), state=state,
-                )
-            state = new_state
-            for name, value in metrics.items():
-                history.setdefault(name, []).append(np.asarray(value))
-            done += length
-            if bar is not None:
-                bar.update(length)
-                bar.set_postfix(loss=f"{losses.mean():.4f}")
-    finally:
-        if bar is not None:
-            bar.close()
-    return state, {k: np.concatenate(v) for k, v in history.items()}
+    return run_scan_chunks(
+        one, state, (x0, x1), num_steps=num_steps, chunk_size=chunk_size, progress=progress,
+        desc="reflow",
+    )
 
 
 def _start(model, optimizer, params):

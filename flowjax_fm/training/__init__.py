@@ -2,7 +2,7 @@
 
 from flowjax_fm.training._checkpoint import Checkpointer, write_json_atomic
 from flowjax_fm.training._experiment import TrainConfig, load_run, train_and_evaluate
-from flowjax_fm.training._fit import NonFiniteLossError, batch_source, fit
+from flowjax_fm.training._fit import NonFiniteLossError, batch_source, fit, run_scan_chunks
 from flowjax_fm.training._optim import make_optimizer
 from flowjax_fm.training._parallel import (
     data_mesh,
@@ -30,6 +30,7 @@ __all__ = [
     "initialize_distributed",
     "pmap_step",
     "replicate",
+    "run_scan_chunks",
     "shard_step",
     "batch_source",
     "fit",

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["fit", "NonFiniteLossError", "batch_source"]
+__all__ = ["fit", "NonFiniteLossError", "batch_source", "run_scan_chunks"]
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -102,8 +102,8 @@ def fit(
     draw0, data0 = batch_source(source, "source")
     draw1, data1 = batch_source(target, "target")
 
-    def one(carry, _):
-        state, data0, data1 = carry
+    def one(state, data):
+        data0, data1 = data
         k = jax.random.fold_in(key, state.step)
         k0, k1, k_step = jax.random.split(k, 3)
         x0 = draw0(k0, batch_size, data0)
@@ -112,18 +112,46 @@ def fit(
             raise ValueError(
                 f"source and target batches differ in shape: {x0.shape} and {x1.shape}"
             )
-        new_state, metrics = step(state, k_step, x0, x1)
-        metrics = dict(metrics, step=state.step)
-        return (new_state, data0, data1), metrics
+        return step(state, k_step, x0, x1)
+
+    return run_scan_chunks(
+        one, state, (data0, data1), num_steps=num_steps, chunk_size=chunk_size,
+        progress=progress, on_chunk=on_chunk, desc="train",
+    )
+
+
+def run_scan_chunks(
+    one: Callable,
+    state,
+    data,
+    *,
+    num_steps: int,
+    chunk_size: int = 500,
+    progress: bool = True,
+    on_chunk: Callable | None = None,
+    desc: str = "train",
+):
+    """The chunk driver behind :func:`fit` (and the image and reflow loops).
+
+    ``one(state, data) -> (state, metrics)`` is one training step; it is scanned ``chunk_size``
+    times per compiled call (``data`` rides along in the carry, an argument rather than a
+    constant of the program). Between chunks: the non-finite check, the progress bar, the
+    ``on_chunk(state, metrics)`` callback. Returns ``(state, history)``.
+    """
+
+    def body(carry, _):
+        state, data = carry
+        new_state, metrics = one(state, data)
+        return (new_state, data), dict(metrics, step=state.step)
 
     compiled = {}
 
     def run_chunk(state, length):
         if length not in compiled:
             compiled[length] = jax.jit(
-                lambda s, d0, d1: jax.lax.scan(one, (s, d0, d1), None, length=length)
+                lambda s, d: jax.lax.scan(body, (s, d), None, length=length)
             )
-        (state, _, _), metrics = compiled[length](state, data0, data1)
+        (state, _), metrics = compiled[length](state, data)
         return state, metrics
 
     history: dict[str, list[np.ndarray]] = {}
@@ -131,7 +159,7 @@ def fit(
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=num_steps, desc="train", unit="step", dynamic_ncols=True)
+        bar = tqdm(total=num_steps, desc=desc, unit="step", dynamic_ncols=True)
     done = 0
     try:
         while done < num_steps:
