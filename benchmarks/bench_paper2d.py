@@ -48,6 +48,13 @@ from flax import nnx  # noqa: E402
 
 import flowjax_fm as fm  # noqa: E402
 
+# Synchronous CPU dispatch. With async dispatch, ``fm.metrics.wasserstein`` (and any
+# ``np.asarray`` of a result computed through the assignment solver's ``jax.pure_callback``) can
+# deadlock: the main thread waits for the result in the buffer protocol while holding the GIL,
+# and the pending callback needs the GIL to run. Seen here three times under load (gdb: main
+# thread in PyArray_bf_getbuffer -> Future::Await, every XLA worker idle).
+jax.config.update("jax_cpu_enable_async_dispatch", False)
+
 TASKS = {
     "N(0,I)->8gaussians": ("gaussian", "8gaussians"),
     "N(0,I)->moons": ("gaussian", "moons"),
@@ -128,7 +135,23 @@ def _torch():
     return torch, torchdiffeq, cfm, MLP
 
 
+_WORKER = None
+
+
 def torchcfm_run(method: str, seed: int, steps: int, data: dict, torch_sb_ot: str = "exact") -> dict | None:
+    """Run the torchcfm cell in a separate (spawned, equally pinned) worker process.
+
+    Keeps torch's and POT's thread runtimes (each with its own libgomp) out of the JAX process.
+    """
+    global _WORKER
+    if _WORKER is None:
+        import multiprocessing
+
+        _WORKER = multiprocessing.get_context("spawn").Pool(1)
+    return _WORKER.apply(_torchcfm_cell, (method, seed, steps, data, torch_sb_ot))
+
+
+def _torchcfm_cell(method: str, seed: int, steps: int, data: dict, torch_sb_ot: str) -> dict | None:
     mods = _torch()
     if mods is None:
         return None
@@ -143,7 +166,7 @@ def torchcfm_run(method: str, seed: int, steps: int, data: dict, torch_sb_ot: st
     }[method]()
     model = MLP(dim=2, time_varying=True, w=64)
     opt = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
-    x0_train, x1_train = torch.from_numpy(data["x0_train"]), torch.from_numpy(data["x1_train"])
+    x0_train, x1_train = torch.tensor(data["x0_train"]), torch.tensor(data["x1_train"])
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -163,7 +186,7 @@ def torchcfm_run(method: str, seed: int, steps: int, data: dict, torch_sb_ot: st
         return model(torch.cat([x, t.expand(x.shape[0], 1)], dim=-1))
 
     t0 = time.perf_counter()
-    x_test = torch.from_numpy(data["x0_test"])
+    x_test = torch.tensor(data["x0_test"])
     with torch.no_grad():
         x, dt = x_test.clone(), 1.0 / EULER_STEPS
         for i in range(EULER_STEPS):

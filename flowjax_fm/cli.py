@@ -32,13 +32,17 @@ def _parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a flow (default: 8gaussians -> moons, exact OT)")
     t.add_argument("--source", default="8gaussians", help="toy name or FILE.npy")
     t.add_argument("--target", default="moons", help="toy name or FILE.npy")
-    t.add_argument("--coupling", default="exact-ot", help="exact-ot | independent | sinkhorn")
+    t.add_argument("--coupling", default=None,
+                   help="exact-ot | independent | sinkhorn (default exact-ot; images: independent)")
     t.add_argument("--path", default="gaussian", help="condot | gaussian | bridge | vp")
     t.add_argument("--sigma", type=float, default=None, help="path width (sigma_min for condot)")
     t.add_argument("--epsilon", type=float, default=None, help="Sinkhorn regularisation")
-    t.add_argument("--steps", type=int, default=20_000)
-    t.add_argument("--batch", type=int, default=256)
-    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--steps", type=int, default=None, help="default 20,000 (2D), 2,000 (images)")
+    t.add_argument("--batch", type=int, default=None, help="default 256 (2D), 128 (images)")
+    t.add_argument("--lr", type=float, default=None, help="default 1e-3 (2D), 2e-3 (images)")
+    t.add_argument("--model", default=None, help="mlp (points) | unet (images; default for digits)")
+    t.add_argument("--guidance-dropout", type=float, default=0.1,
+                   help="images: probability of dropping a label (classifier-free guidance)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--hidden", type=_hidden, default=(64, 64, 64))
     t.add_argument("--activation", default="selu")
@@ -73,6 +77,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--ema", action="store_true", help="use the EMA parameters")
     s.add_argument("--out", default=None, help="output directory (default: the checkpoint dir)")
+    s.add_argument("--label", type=int, default=None, help="images: class to generate")
+    s.add_argument("--guidance", type=float, default=1.0, help="images: guidance scale w")
     from flowjax_fm import _commands_flow
 
     _commands_flow.add_sample_flow_args(s)
@@ -91,22 +97,46 @@ def _bench(rest: list[str]) -> int:
     return subprocess.call([sys.executable, "-m", "benchmarks", *rest], cwd=root)
 
 
+def _is_image_task(args) -> bool:
+    if args.model not in (None, "mlp", "unet"):
+        raise ValueError(f"unknown model {args.model!r}; choose mlp or unet")
+    return args.model == "unet" or (args.model is None and args.target == "digits")
+
+
+def _train_images(args) -> int:
+    from flowjax_fm.training._images import ImageTrainConfig, train_images
+
+    if args.model == "mlp":
+        raise ValueError("image targets train a UNet: drop --model mlp")
+    given = (("steps", args.steps), ("batch", args.batch), ("lr", args.lr), ("coupling", args.coupling))
+    overrides = {k: v for k, v in given if v is not None}
+    config = ImageTrainConfig(target=args.target, seed=args.seed,
+                              guidance_dropout=args.guidance_dropout, **overrides)
+    out = Path(args.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}")
+    result = train_images(config, out, progress=not args.no_progress)
+    print(json.dumps(result, indent=2, default=str))
+    print(f"run written to {out}")
+    return 0
+
+
 def _train(args) -> int:
     from flowjax_fm.training import initialize_distributed
     from flowjax_fm.training._experiment import TrainConfig, train_and_evaluate
 
+    if _is_image_task(args):
+        return _train_images(args)
     initialize_distributed(args.coordinator, args.num_processes, args.process_id)
 
     config = TrainConfig(
         source=args.source,
         target=args.target,
-        coupling=args.coupling,
+        coupling="exact-ot" if args.coupling is None else args.coupling,
         path=args.path,
         sigma=args.sigma,
         epsilon=args.epsilon,
-        steps=args.steps,
-        batch=args.batch,
-        lr=args.lr,
+        steps=20_000 if args.steps is None else args.steps,
+        batch=256 if args.batch is None else args.batch,
+        lr=1e-3 if args.lr is None else args.lr,
         seed=args.seed,
         hidden=tuple(args.hidden),
         activation=args.activation,
@@ -141,6 +171,15 @@ def _sample(args) -> int:
 
     if args.n < 1:
         raise ValueError(f"--n must be at least 1, got {args.n}")
+    if (Path(args.checkpoint) / "meta.json").is_file():  # an image run
+        from flowjax_fm.training._images import sample_images
+
+        out = Path(args.out or args.checkpoint)
+        x = sample_images(args.checkpoint, args.label, args.guidance, args.n, out, seed=args.seed,
+                          solver=None if args.solver == "tsit5" else args.solver,
+                          num_steps=args.num_steps)
+        print(f"wrote {out / 'samples.npy'} {x.shape} and {out / 'samples.png'}")
+        return 0
     from flowjax_fm._commands_flow import sample_flow_outputs
 
     _, _, field, source, event_shape = load_run(args.checkpoint, use_ema=args.ema)

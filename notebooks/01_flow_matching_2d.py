@@ -97,8 +97,9 @@ def path_points(path, t):
     return jax.vmap(path.sample)(x0_demo, x1_demo, tt, noise)
 
 
-fig, axes = plt.subplots(len(paths), len(times), figsize=(2.2 * len(times), 2.2 * len(paths)),
-                         sharex=True, sharey=True)
+fig, axes = plt.subplots(
+    len(paths), len(times), figsize=(2.2 * len(times), 2.2 * len(paths)), sharex=True, sharey=True
+)
 for row, (name, path) in enumerate(paths.items()):
     for col, t in enumerate(times):
         ax = axes[row, col]
@@ -158,7 +159,7 @@ couplings = {
 # couplings share one compilation)
 pair = jax.jit(lambda coupling, k, a, b: coupling(k, a, b).apply(a, b))
 fig, axes = plt.subplots(1, len(couplings), figsize=(3.2 * len(couplings), 3.2))
-for ax, (name, coupling) in zip(axes, couplings.items()):
+for ax, (name, coupling) in zip(axes, couplings.items(), strict=True):
     a, b = pair(coupling, kc2, xs, ys)
     cost = float(jnp.mean(jnp.sum((a - b) ** 2, axis=1)))
     ax.plot(np.stack([a[:, 0], b[:, 0]]), np.stack([a[:, 1], b[:, 1]]), c="grey", lw=0.6)
@@ -181,14 +182,22 @@ def train(coupling, seed=0):
     model = fm.models.MLP(2, (64, 64, 64), activation="selu", rngs=nnx.Rngs(seed))
     opt = optax.adam(1e-3)
     step = fm.training.make_train_step(
-        model, optimizer=opt, path=fm.paths.GaussianPath(sigma=0.1), coupling=coupling,
+        model,
+        optimizer=opt,
+        path=fm.paths.GaussianPath(sigma=0.1),
+        coupling=coupling,
         time_sampler=fm.time_sampling.UniformTime(),
     )
     start = time.perf_counter()
     state, history = fm.training.fit(
-        step, fm.training.init_state(model, opt), jax.random.key(seed),
-        fm.data.make_sampler("8gaussians"), fm.data.make_sampler("moons"),
-        num_steps=NUM_STEPS, batch_size=256, progress=False,
+        step,
+        fm.training.init_state(model, opt),
+        jax.random.key(seed),
+        fm.data.make_sampler("8gaussians"),
+        fm.data.make_sampler("moons"),
+        num_steps=NUM_STEPS,
+        batch_size=256,
+        progress=False,
     )
     seconds = time.perf_counter() - start
     return fm.training.make_vector_field(model, state.params), history, seconds
@@ -198,8 +207,10 @@ methods = {"I-CFM": fm.couplings.IndependentCoupling(), "OT-CFM": fm.couplings.E
 fields, histories = {}, {}
 for name, coupling in methods.items():
     fields[name], histories[name], secs = train(coupling)
-    print(f"{name}: {NUM_STEPS} steps in {secs:.1f} s (compile included), "
-          f"final loss {histories[name]['loss'][-100:].mean():.3f}")
+    print(
+        f"{name}: {NUM_STEPS} steps in {secs:.1f} s (compile included), "
+        f"final loss {histories[name]['loss'][-100:].mean():.3f}"
+    )
 
 # %%
 fig, ax = plt.subplots(figsize=(5, 3))
@@ -224,9 +235,10 @@ fig.tight_layout()
 # %%
 x0_traj = fm.data.sample_toy("8gaussians", jax.random.key(3), 500)
 fig, axes = plt.subplots(1, 2, figsize=(9, 4.5), sharex=True, sharey=True)
-for ax, (name, field) in zip(axes, fields.items()):
-    res = fm.sampling.sample(field, x0_traj, solver="dopri5", rtol=1e-4, atol=1e-4,
-                             save_trajectory=True, trajectory_points=41)
+for ax, (name, field) in zip(axes, fields.items(), strict=True):
+    res = fm.sampling.sample(
+        field, x0_traj, solver="dopri5", rtol=1e-4, atol=1e-4, save_trajectory=True, trajectory_points=41
+    )
     traj = np.asarray(res.trajectory)  # (T, B, 2)
     ax.plot(traj[:, :, 0], traj[:, :, 1], c="olive", lw=0.3, alpha=0.3)
     ax.scatter(*traj[0].T, s=3, c="black", label="x0")
@@ -248,15 +260,16 @@ fig.tight_layout()
 # %%
 x0_eval = fm.data.sample_toy("8gaussians", jax.random.key(4), N_EVAL)
 x1_ref = fm.data.sample_toy("moons", jax.random.key(5), N_EVAL)
-print(f"W2 between {N_EVAL} source and target points: "
-      f"{float(fm.metrics.wasserstein(x0_eval, x1_ref)):.3f}")
+print(f"W2 between {N_EVAL} source and target points: {float(fm.metrics.wasserstein(x0_eval, x1_ref)):.3f}")
 print(f"{'method':8s} {'W2':>7s} {'NFE':>5s} {'energy':>8s} {'straightness':>13s} {'curvature':>10s}")
 results = {}
 for name, field in fields.items():
     r = fm.metrics.evaluate(field, x0_eval, x1_ref, solver="dopri5", rtol=1e-4, atol=1e-4)
     results[name] = r
-    print(f"{name:8s} {r['w2']:7.3f} {r['nfe']:5d} {r['path_energy']:8.2f} "
-          f"{r['straightness']:13.3f} {r['curvature']:10.2f}")
+    print(
+        f"{name:8s} {r['w2']:7.3f} {r['nfe']:5d} {r['path_energy']:8.2f} "
+        f"{r['straightness']:13.3f} {r['curvature']:10.2f}"
+    )
 
 # %% [markdown]
 # OT-CFM learns a much straighter flow (straightness and curvature near zero): the adaptive

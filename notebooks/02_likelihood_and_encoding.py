@@ -59,16 +59,23 @@ print(f"FAST={FAST}, {NUM_STEPS} training steps, {N_TEST} test points, {GRID}x{G
 model = fm.models.MLP(2, (64, 64, 64), activation="silu", rngs=nnx.Rngs(0))
 opt = optax.adam(1e-3)
 step = fm.training.make_train_step(
-    model, optimizer=opt, path=fm.paths.CondOTPath(), coupling=fm.couplings.ExactOTCoupling(),
+    model,
+    optimizer=opt,
+    path=fm.paths.CondOTPath(),
+    coupling=fm.couplings.ExactOTCoupling(),
 )
 start = time.perf_counter()
 state, history = fm.training.fit(
-    step, fm.training.init_state(model, opt), jax.random.key(0),
-    fm.data.make_sampler("gaussian"), fm.data.make_sampler("moons"),
-    num_steps=NUM_STEPS, batch_size=256, progress=False,
+    step,
+    fm.training.init_state(model, opt),
+    jax.random.key(0),
+    fm.data.make_sampler("gaussian"),
+    fm.data.make_sampler("moons"),
+    num_steps=NUM_STEPS,
+    batch_size=256,
+    progress=False,
 )
-print(f"trained in {time.perf_counter() - start:.1f} s, "
-      f"final loss {history['loss'][-100:].mean():.3f}")
+print(f"trained in {time.perf_counter() - start:.1f} s, final loss {history['loss'][-100:].mean():.3f}")
 field = fm.training.make_vector_field(model, state.params)
 
 # %% [markdown]
@@ -83,8 +90,9 @@ x_test = fm.data.sample_toy("moons", jax.random.key(1), N_TEST)
 
 start = time.perf_counter()
 logp_exact = fm.likelihood.log_prob(field, x_test, estimator="exact")
-print(f"exact:           mean log p = {float(logp_exact.mean()):.4f} nats "
-      f"({time.perf_counter() - start:.1f} s)")
+print(
+    f"exact:           mean log p = {float(logp_exact.mean()):.4f} nats ({time.perf_counter() - start:.1f} s)"
+)
 estimates = {}
 for probes in (1, 8):
     start = time.perf_counter()
@@ -92,9 +100,11 @@ for probes in (1, 8):
         field, x_test, key=jax.random.key(2), estimator="hutchinson", num_probes=probes
     )
     err = estimates[probes] - logp_exact
-    print(f"hutchinson x{probes}:  mean log p = {float(estimates[probes].mean()):.4f} nats, "
-          f"per-point error: mean {float(err.mean()):+.4f}, std {float(err.std()):.4f} "
-          f"({time.perf_counter() - start:.1f} s)")
+    print(
+        f"hutchinson x{probes}:  mean log p = {float(estimates[probes].mean()):.4f} nats, "
+        f"per-point error: mean {float(err.mean()):+.4f}, std {float(err.std()):.4f} "
+        f"({time.perf_counter() - start:.1f} s)"
+    )
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
@@ -127,17 +137,21 @@ grid = jnp.stack([xx.ravel(), yy.ravel()], axis=1)
 start = time.perf_counter()
 logp_grid = fm.likelihood.log_prob(field, grid, rtol=1e-4, atol=1e-4)
 mass = float(jnp.exp(logp_grid).sum() * (xs[1] - xs[0]) * (ys[1] - ys[0]))
-print(f"{grid.shape[0]} grid points in {time.perf_counter() - start:.1f} s; "
-      f"the density integrates to {mass:.3f} over the grid (Riemann sum)")
+print(
+    f"{grid.shape[0]} grid points in {time.perf_counter() - start:.1f} s; "
+    f"the density integrates to {mass:.3f} over the grid (Riemann sum)"
+)
 
 fig, axes = plt.subplots(2, 1, figsize=(6, 6.5), sharex=True, sharey=True)
 extent = (float(xs[0]), float(xs[-1]), float(ys[0]), float(ys[-1]))
-im = axes[0].imshow(np.exp(np.asarray(logp_grid)).reshape(GRID, GRID), origin="lower",
-                    extent=extent, cmap="magma")
+im = axes[0].imshow(
+    np.exp(np.asarray(logp_grid)).reshape(GRID, GRID), origin="lower", extent=extent, cmap="magma"
+)
 axes[0].set_title("model density p_1(x)")
 fig.colorbar(im, ax=axes[0], fraction=0.046)
-samples = fm.sampling.sample(field, fm.data.sample_toy("gaussian", jax.random.key(3), 2_000),
-                             solver="dopri5", rtol=1e-4, atol=1e-4).x
+samples = fm.sampling.sample(
+    field, fm.data.sample_toy("gaussian", jax.random.key(3), 2_000), solver="dopri5", rtol=1e-4, atol=1e-4
+).x
 axes[1].scatter(*x_test.T, s=2, alpha=0.5, label="data")
 axes[1].scatter(*samples.T, s=2, alpha=0.3, label="generated")
 axes[1].set_title("data and samples")
@@ -157,13 +171,17 @@ fig.tight_layout()
 # %%
 codes = fm.sampling.encode(field, x_test, solver="dopri5", rtol=1e-5, atol=1e-5).x
 decoded = fm.sampling.sample(field, codes, solver="dopri5", rtol=1e-5, atol=1e-5).x
-print(f"codes: mean {np.round(np.asarray(codes.mean(0)), 3)}, "
-      f"std {np.round(np.asarray(codes.std(0)), 3)} (N(0, I) expected)")
+print(
+    f"codes: mean {np.round(np.asarray(codes.mean(0)), 3)}, "
+    f"std {np.round(np.asarray(codes.std(0)), 3)} (N(0, I) expected)"
+)
 print(f"data -> noise -> data, max abs error: {float(jnp.abs(decoded - x_test).max()):.2e}")
 for tol in (1e-3, 1e-5, 1e-7):
     err = fm.sampling.round_trip_error(field, codes, solver="dopri5", rtol=tol, atol=tol)
-    print(f"noise -> data -> noise at rtol = atol = {tol:.0e}: "
-          f"median {float(jnp.median(err)):.1e}, max {float(err.max()):.1e}")
+    print(
+        f"noise -> data -> noise at rtol = atol = {tol:.0e}: "
+        f"median {float(jnp.median(err)):.1e}, max {float(err.max()):.1e}"
+    )
 
 fig, axes = plt.subplots(1, 2, figsize=(8, 4), sharex=True, sharey=True)
 axes[0].scatter(*x_test.T, s=4, c=np.asarray(x_test[:, 0]), cmap="viridis")

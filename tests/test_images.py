@@ -126,7 +126,10 @@ def test_conditional_step_feeds_dropped_labels_to_model():
     model = _Spy(seen)
     opt = optax.sgd(0.1)
     step = images.make_conditional_train_step(
-        model, optimizer=opt, path=fm.paths.CondOTPath(), dropout=0.5,
+        model,
+        optimizer=opt,
+        path=fm.paths.CondOTPath(),
+        dropout=0.5,
         coupling=fm.couplings.ExactOTCoupling(),
     )
     labels = jnp.arange(400, dtype=jnp.int32) % 3
@@ -165,14 +168,13 @@ def test_frechet_distance_matches_closed_form():
 
 def test_classifier_train_save_load(tmp_path):
     x, y = fm.data.load_digits()
-    clf = fm.metrics.train_digit_classifier(jax.random.key(0), x[:1200], y[:1200], steps=150)
-    acc = fm.metrics.classifier_accuracy(clf, x[1200:], y[1200:])
-    assert acc > 0.85
-    again = fm.metrics.train_or_load_classifier(tmp_path, jax.random.key(0), x[:1200], y[:1200], steps=150)
+    again = fm.metrics.train_or_load_classifier(tmp_path, jax.random.key(0), x[:1200], y[:1200], steps=100)
+    assert fm.metrics.classifier_accuracy(again, x[1200:], y[1200:]) > 0.8
     assert (tmp_path / "classifier.npz").is_file()
     loaded = fm.metrics.train_or_load_classifier(tmp_path, jax.random.key(9), x[:10], y[:10])
     np.testing.assert_allclose(
-        fm.metrics.classifier_features(again, x[:50]), fm.metrics.classifier_features(loaded, x[:50]),
+        fm.metrics.classifier_features(again, x[:50]),
+        fm.metrics.classifier_features(loaded, x[:50]),
         rtol=1e-6,
     )
 
@@ -182,17 +184,27 @@ def test_classifier_train_save_load(tmp_path):
 
 def test_two_step_training_smoke():
     x, y = fm.data.load_digits()
-    model = fm.models.UNet(1, channels=4, channel_mult=(1, 2), num_classes=10, num_heads=1,
-                           rngs=nnx.Rngs(0))
+    model = fm.models.UNet(1, channels=4, channel_mult=(1, 2), num_classes=10, num_heads=1, rngs=nnx.Rngs(0))
     opt = optax.adam(1e-3)
     step = images.make_conditional_train_step(
-        model, optimizer=opt, path=fm.paths.CondOTPath(), coupling=fm.couplings.ExactOTCoupling(),
+        model,
+        optimizer=opt,
+        path=fm.paths.CondOTPath(),
+        coupling=fm.couplings.ExactOTCoupling(),
         dropout=0.2,
     )
     chunks = []
     state, hist = images.fit_labelled(
-        step, fm.training.init_state(model, opt), jax.random.key(0), x[:64], y[:64],
-        num_steps=2, batch_size=16, progress=False, on_chunk=lambda s, m: chunks.append(int(s.step)),
+        step,
+        fm.training.init_state(model, opt),
+        jax.random.key(0),
+        x[:64],
+        y[:64],
+        num_steps=2,
+        batch_size=16,
+        progress=False,
+        on_chunk=lambda s, m: chunks.append(int(s.step)),
+        unroll=0,  # one rolled scan: half the compile time of the unrolled CPU default
     )
     assert int(state.step) == 2 and chunks == [2]
     assert hist["loss"].shape == (2,) and np.isfinite(hist["loss"]).all()
@@ -200,8 +212,16 @@ def test_two_step_training_smoke():
 
 @pytest.mark.slow
 def test_train_images_and_sample(tmp_path):
-    cfg = images.ImageTrainConfig(steps=20, batch=16, channels=8, eval_per_class=2, chunk=10,
-                                  classifier_steps=20, num_steps=2, eval_every=10)
+    cfg = images.ImageTrainConfig(
+        steps=20,
+        batch=16,
+        channels=8,
+        eval_per_class=2,
+        chunk=10,
+        classifier_steps=20,
+        num_steps=2,
+        eval_every=10,
+    )
     m = images.train_images(cfg, tmp_path / "run", progress=False)
     assert {"eval", "history", "frechet_real", "best_accuracy"} <= set(m)
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["steps"] == 20

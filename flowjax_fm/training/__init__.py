@@ -3,6 +3,7 @@
 from flowjax_fm.training._checkpoint import Checkpointer, write_json_atomic
 from flowjax_fm.training._experiment import TrainConfig, load_run, train_and_evaluate
 from flowjax_fm.training._fit import NonFiniteLossError, batch_source, fit, run_scan_chunks
+from flowjax_fm.training._images import ImageTrainConfig, sample_images, train_images
 from flowjax_fm.training._optim import make_optimizer
 from flowjax_fm.training._parallel import (
     data_mesh,
@@ -22,6 +23,7 @@ from flowjax_fm.training._step import (
 
 __all__ = [
     "Checkpointer",
+    "ImageTrainConfig",
     "NonFiniteLossError",
     "TrainConfig",
     "TrainState",
@@ -31,6 +33,7 @@ __all__ = [
     "pmap_step",
     "replicate",
     "run_scan_chunks",
+    "sample_images",
     "shard_step",
     "batch_source",
     "fit",
@@ -41,5 +44,6 @@ __all__ = [
     "make_vector_field",
     "split_model",
     "train_and_evaluate",
+    "train_images",
     "write_json_atomic",
 ]
