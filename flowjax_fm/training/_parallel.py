@@ -56,6 +56,8 @@ def shard_step(step: TrainStep, mesh: jax.sharding.Mesh):
     """Run ``step`` data-parallel with ``shard_map`` over the (one) axis of ``mesh``, jitted.
 
     Parameters and optimiser state are replicated, the batch is split along its first axis.
+    With ``coupling_scope="global"`` the coupling is solved once on the global batch inside
+    the same compiled program, before the split (see :meth:`TrainStep.pair_global`).
     Under ``shard_map`` the gradient of replicated parameters arrives already summed over the
     axis, so the step divides it by the device count instead of taking a ``pmean``.
 
@@ -78,22 +80,23 @@ def shard_step(step: TrainStep, mesh: jax.sharding.Mesh):
     axis = mesh.axis_names[0]
     n = mesh.shape[axis]
     body = step.for_axis(axis, "shard_map")
-    mapped = {
-        has_cond: jax.shard_map(
-            body,
-            mesh=mesh,
-            in_specs=(P(), P(), P(axis), P(axis)) + ((P(axis),) if has_cond else ()),
-            out_specs=(P(), P()),
-        )
-        for has_cond in (False, True)
-    }
+    pre_pair = step.coupling_scope == "global"
+
+    def mapped(has_cond):
+        specs = (P(), P(), P(axis), P(axis)) + ((P(axis),) if has_cond else ())
+        fn = lambda s, k, a, b, *c: body(s, k, a, b, *c, paired=pre_pair)
+        return jax.shard_map(fn, mesh=mesh, in_specs=specs, out_specs=(P(), P()))
+
+    maps = {False: mapped(False), True: mapped(True)}
 
     @jax.jit
     def run(state, key, x0, x1, cond=None):
         _check_divisible(x0, n)
+        if pre_pair:  # one OT problem on the global view, solved once
+            x0, x1, cond = step.pair_global(key, x0, x1, cond)
         if cond is None:
-            return mapped[False](state, key, x0, x1)
-        return mapped[True](state, key, x0, x1, cond)
+            return maps[False](state, key, x0, x1)
+        return maps[True](state, key, x0, x1, cond)
 
     return run
 
@@ -121,13 +124,17 @@ def pmap_step(step: TrainStep, *, axis_name: str = "batch", devices=None):
     devices = list(devices) if devices is not None else jax.local_devices()
     n = len(devices)
     body = step.for_axis(axis_name, "pmap")
+    pre_pair = step.coupling_scope == "global"
     mapped = jax.pmap(
-        body, axis_name=axis_name, in_axes=(None, None, 0, 0, 0), out_axes=(None, None),
-        devices=devices,
+        lambda s, k, a, b, c: body(s, k, a, b, c, paired=pre_pair),
+        axis_name=axis_name, in_axes=(None, None, 0, 0, 0), out_axes=(None, None), devices=devices,
     )
+    pair = jax.jit(step.pair_global)
 
     def run(state, key, x0, x1, cond=None):
         _check_divisible(x0, n)
+        if pre_pair:  # one OT problem on the global batch, solved once before the split
+            x0, x1, cond = pair(key, x0, x1, cond)
         split = lambda a: a.reshape(n, a.shape[0] // n, *a.shape[1:])
         return mapped(state, key, split(x0), split(x1), jax.tree.map(split, cond))
 

@@ -191,12 +191,24 @@ class TrainStep:
         total, _ = jax.lax.scan(body, grad_fn(params, key, *first), rest)
         return jax.tree.map(lambda a: a / self.accumulate, total)
 
-    def __call__(self, state: TrainState, key, x0, x1, cond=None):
+    def pair_global(self, key, x0, x1, cond=None):
+        """Pair a global batch with this step's coupling, drawing from the step's pairing key.
+
+        The data-parallel drivers call this on the global view (inside ``jit``, before the
+        batch is split over devices) for ``coupling_scope="global"``: the problem is solved
+        once, not once per device, and the gather is part of the compiled program. The body
+        is then called with ``paired=True``.
+        """
+        k_pair, _ = jax.random.split(key)
+        return pair_batch(k_pair, x0, x1, coupling=self.coupling, cond=cond)
+
+    def __call__(self, state: TrainState, key, x0, x1, cond=None, *, paired: bool = False):
         check_batch(x0, x1)
         b = x0.shape[0]
         offset, n_shards = self._shard_info(b)
         k_pair, k_loss = jax.random.split(key)
-        x0, x1, cond = self._pair(k_pair, x0, x1, cond, offset)
+        if not paired:
+            x0, x1, cond = self._pair(k_pair, x0, x1, cond, offset)
         index = offset + jnp.arange(b, dtype=jnp.int32)
         loss, grads = self._grads(state.params, k_loss, x0, x1, cond, index)
         if self.mode == "pmap":
