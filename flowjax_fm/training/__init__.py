@@ -3,7 +3,14 @@
 from flowjax_fm.training._checkpoint import Checkpointer, write_json_atomic
 from flowjax_fm.training._experiment import TrainConfig, load_run, train_and_evaluate
 from flowjax_fm.training._fit import NonFiniteLossError, batch_source, fit, run_scan_chunks
-from flowjax_fm.training._images import ImageTrainConfig, sample_images, train_images
+from flowjax_fm.training._images import (
+    ImageTrainConfig,
+    fit_labelled,
+    label_dropout,
+    make_conditional_train_step,
+    sample_images,
+    train_images,
+)
 from flowjax_fm.training._optim import make_optimizer
 from flowjax_fm.training._parallel import (
     data_mesh,
@@ -37,8 +44,11 @@ __all__ = [
     "shard_step",
     "batch_source",
     "fit",
+    "fit_labelled",
     "init_state",
     "load_run",
+    "label_dropout",
+    "make_conditional_train_step",
     "make_optimizer",
     "make_train_step",
     "make_vector_field",
