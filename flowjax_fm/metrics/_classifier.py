@@ -17,6 +17,8 @@ import numpy as np
 import optax
 from flax import nnx
 
+from flowjax_fm.models._classifier import DigitClassifier
+
 __all__ = [
     "DigitClassifier",
     "classifier_accuracy",
@@ -27,50 +29,6 @@ __all__ = [
     "train_digit_classifier",
     "train_or_load_classifier",
 ]
-
-
-class DigitClassifier(nnx.Module):
-    """A small CNN for ``(B, H, W, C)`` images: two 3x3 conv layers, a hidden layer, logits.
-
-    ``model.features(x)`` is the penultimate layer ``(B, feature_dim)`` (used by
-    :func:`frechet_distance`); ``model(x)`` returns logits ``(B, num_classes)``.
-
-    Examples:
-      >>> import jax.numpy as jnp
-      >>> from flax import nnx
-      >>> clf = DigitClassifier((8, 8, 1), 10, rngs=nnx.Rngs(0))
-      >>> clf(jnp.zeros((2, 8, 8, 1))).shape, clf.features(jnp.zeros((2, 8, 8, 1))).shape
-      ((2, 10), (2, 64))
-    """
-
-    def __init__(
-        self,
-        image_shape: tuple[int, int, int],
-        num_classes: int,
-        *,
-        width: int = 32,
-        feature_dim: int = 64,
-        rngs: nnx.Rngs,
-    ):
-        h, w, c = image_shape
-        self.image_shape = tuple(image_shape)
-        self.conv1 = nnx.Conv(c, width, (3, 3), rngs=rngs)
-        self.conv2 = nnx.Conv(width, 2 * width, (3, 3), strides=(2, 2), rngs=rngs)
-        flat = ((h + 1) // 2) * ((w + 1) // 2) * 2 * width
-        self.hidden = nnx.Linear(flat, feature_dim, rngs=rngs)
-        self.head = nnx.Linear(feature_dim, num_classes, rngs=rngs)
-
-    def features(self, x: jax.Array) -> jax.Array:
-        if tuple(x.shape[1:]) != self.image_shape:
-            raise ValueError(
-                f"classifier built for images {self.image_shape}, got x of shape {x.shape}"
-            )
-        h = jax.nn.relu(self.conv1(x))
-        h = jax.nn.relu(self.conv2(h))
-        return jax.nn.relu(self.hidden(h.reshape(h.shape[0], -1)))
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        return self.head(self.features(x))
 
 
 def train_digit_classifier(
@@ -154,6 +112,8 @@ def classifier_accuracy(model: DigitClassifier, x, labels) -> float:
     Examples:
       >>> import jax.numpy as jnp
       >>> from flax import nnx
+
+from flowjax_fm.models._classifier import DigitClassifier
       >>> clf = DigitClassifier((8, 8, 1), 10, rngs=nnx.Rngs(0))
       >>> 0.0 <= classifier_accuracy(clf, jnp.zeros((4, 8, 8, 1)), jnp.arange(4)) <= 1.0
       True
