@@ -112,8 +112,6 @@ def classifier_accuracy(model: DigitClassifier, x, labels) -> float:
     Examples:
       >>> import jax.numpy as jnp
       >>> from flax import nnx
-
-from flowjax_fm.models._classifier import DigitClassifier
       >>> clf = DigitClassifier((8, 8, 1), 10, rngs=nnx.Rngs(0))
       >>> 0.0 <= classifier_accuracy(clf, jnp.zeros((4, 8, 8, 1)), jnp.arange(4)) <= 1.0
       True
@@ -144,8 +142,8 @@ def frechet_distance(feats_a, feats_b) -> float:
       >>> import numpy as np
       >>> rng = np.random.default_rng(0)
       >>> a = rng.normal(size=(4000, 3)); b = rng.normal(size=(4000, 3)) + [2.0, 0, 0]
-      >>> round(frechet_distance(a, b), 1)
-      4.0
+      >>> abs(frechet_distance(a, b) - 4.0) < 0.25  # squared mean shift 2^2, same covariances
+      True
     """
     a = np.asarray(feats_a, np.float64)
     b = np.asarray(feats_b, np.float64)

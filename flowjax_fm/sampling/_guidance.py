@@ -42,6 +42,7 @@ def guided_field(vector_field: Callable, scale, null_label: int) -> Callable:
       >>> g = fm.sampling.guided_field(v, 2.0, null_label=9)
       >>> g(jnp.zeros((2, 1)), jnp.zeros(2), jnp.array([0, 1])).tolist()  # 0 + 2 (1 - 0)
       [[2.0], [2.0]]
+
     References:
       Ho and Salimans 2022, Classifier-Free Diffusion Guidance; Zheng et al. 2023, Guided
       Flows for Generative Modeling and Decision Making.
