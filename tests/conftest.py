@@ -16,3 +16,6 @@ jax.config.update("jax_enable_x64", False)
 
 # Tolerances per dtype: (rtol, atol).
 TOL = {"float32": (1e-5, 1e-5), "float64": (1e-12, 1e-12)}
+
+# Scripts run as subprocesses by the tests; never imported (--doctest-modules would run them).
+collect_ignore = ["workers"]
