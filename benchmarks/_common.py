@@ -24,6 +24,12 @@ def pin_one_core() -> str:
             flags + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
         ).strip()
     try:
+        # Start JAX's runtime before narrowing the affinity: an XLA CPU client created while the
+        # process may use only one core sizes its thread pools to one thread, and a host callback
+        # (the exact-OT solver) can then wait forever for a thread.
+        import jax
+
+        jax.devices()
         cores = sorted(os.sched_getaffinity(0))
         os.sched_setaffinity(0, {cores[0]})
         return f"one thread pinned to core {cores[0]}"

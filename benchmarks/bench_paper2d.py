@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import warnings
@@ -41,19 +42,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, environment, pin_one_core, write_jsonl, write_table  # noqa: E402
 
 THREADS = pin_one_core()
+# Let XLA build its CPU client while every core is allowed, then pin. Started with an affinity
+# of one core, its host-callback thread deadlocks (reproduced: eager ``fm.metrics.wasserstein``
+# in a loop hangs within a minute; the callback thread waits in ``_host_c``'s ``np.asarray``,
+# the main thread in ``_assignment``), which hung three runs of this script.
+_ALL_CORES = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+if _ALL_CORES is not None:
+    os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
 
 import jax  # noqa: E402
+
+jax.devices()
+THREADS = pin_one_core()
 import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
 import flowjax_fm as fm  # noqa: E402
 
-# Synchronous CPU dispatch. With async dispatch, ``fm.metrics.wasserstein`` (and any
-# ``np.asarray`` of a result computed through the assignment solver's ``jax.pure_callback``) can
-# deadlock: the main thread waits for the result in the buffer protocol while holding the GIL,
-# and the pending callback needs the GIL to run. Seen here three times under load (gdb: main
-# thread in PyArray_bf_getbuffer -> Future::Await, every XLA worker idle).
-jax.config.update("jax_cpu_enable_async_dispatch", False)
 
 TASKS = {
     "N(0,I)->8gaussians": ("gaussian", "8gaussians"),
@@ -148,10 +153,14 @@ def torchcfm_run(method: str, seed: int, steps: int, data: dict, torch_sb_ot: st
         import multiprocessing
 
         _WORKER = multiprocessing.get_context("spawn").Pool(1)
-    return _WORKER.apply(_torchcfm_cell, (method, seed, steps, data, torch_sb_ot))
+    cores = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    return _WORKER.apply(_torchcfm_cell, (method, seed, steps, data, torch_sb_ot, cores))
 
 
-def _torchcfm_cell(method: str, seed: int, steps: int, data: dict, torch_sb_ot: str) -> dict | None:
+def _torchcfm_cell(method: str, seed: int, steps: int, data: dict, torch_sb_ot: str,
+                   cores=None) -> dict | None:
+    if cores is not None:  # the same core as the parent
+        os.sched_setaffinity(0, cores)
     mods = _torch()
     if mods is None:
         return None
@@ -304,7 +313,12 @@ def main() -> None:
                     help="torchcfm SB-CFM coupling (its default: exact)")
     ap.add_argument("--quick", action="store_true", help="smoke run: 1 seed, 1 task, 300 steps")
     ap.add_argument("--render", action="store_true", help="only re-render the table at --steps")
+    ap.add_argument("--core", type=int, default=None, help="pin to this core (default: the first)")
     args = ap.parse_args()
+    global THREADS
+    if args.core is not None:
+        os.sched_setaffinity(0, {args.core})
+        THREADS = f"one thread pinned to core {args.core}"
     if args.quick:
         args.seeds, args.tasks, args.steps = args.seeds[:1], args.tasks[:1], 300
     torch_seeds = args.seeds if args.torch_seeds is None else args.torch_seeds

@@ -51,11 +51,15 @@ def _mean_cost(x: np.ndarray, y: np.ndarray, p: int) -> float:
 
 
 def _assignment(cost: np.ndarray) -> np.ndarray:
-    """Column assigned to each row at least total cost (project solver, else scipy)."""
-    try:
-        from flowjax_fm.couplings._assignment import solve_assignment
+    """Column assigned to each row at least total cost (project solver, else scipy).
 
-        return np.asarray(solve_assignment(jnp.asarray(cost)))
+    The metric runs on the host, so the compiled solver is called on the NumPy costs directly
+    (float64, no round trip through ``jax.pure_callback``).
+    """
+    try:
+        from flowjax_fm.couplings._assignment import _host_c
+
+        return np.asarray(_host_c(np.asarray(cost, np.float64)))
     except ImportError:  # the compiled solver is not built: same optimum, slower
         from scipy.optimize import linear_sum_assignment
 
