@@ -59,7 +59,6 @@ from flax import nnx  # noqa: E402
 
 import flowjax_fm as fm  # noqa: E402
 
-
 TASKS = {
     "N(0,I)->8gaussians": ("gaussian", "8gaussians"),
     "N(0,I)->moons": ("gaussian", "moons"),
@@ -166,7 +165,7 @@ def _torchcfm_cell(method: str, seed: int, steps: int, data: dict, torch_sb_ot: 
         return None
     torch, torchdiffeq, cfm, MLP = mods
     torch.manual_seed(seed)
-    np.random.seed(seed)  # POT / torchcfm's OT sampler draw pairs with numpy
+    np.random.seed(seed)  # noqa: NPY002 - torchcfm's OT sampler draws pairs from numpy's global RNG
     matcher = {
         "I-CFM": lambda: cfm.ConditionalFlowMatcher(sigma=SIGMA),
         "OT-CFM": lambda: cfm.ExactOptimalTransportConditionalFlowMatcher(sigma=SIGMA),

@@ -22,10 +22,9 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import environment, median_time, write_jsonl, write_table  # noqa: E402
-
 import jax  # noqa: E402
 import optax  # noqa: E402
+from _common import environment, median_time, write_jsonl, write_table  # noqa: E402
 from flax import nnx  # noqa: E402
 
 import flowjax_fm as fm  # noqa: E402
