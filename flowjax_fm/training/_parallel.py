@@ -90,13 +90,23 @@ def shard_step(step: TrainStep, mesh: jax.sharding.Mesh):
     maps = {False: mapped(False), True: mapped(True)}
 
     @jax.jit
-    def run(state, key, x0, x1, cond=None):
+    def train(state, key, x0, x1, cond=None):
         _check_divisible(x0, n)
-        if pre_pair:  # one OT problem on the global view, solved once
-            x0, x1, cond = step.pair_global(key, x0, x1, cond)
         if cond is None:
             return maps[False](state, key, x0, x1)
         return maps[True](state, key, x0, x1, cond)
+
+    # One OT problem on the global view, solved once, in its own program: a host callback and
+    # the step's collectives in one program can starve XLA:CPU's shared thread pool when many
+    # (fake) CPU devices wait in a rendezvous while one runs the callback. Inside an outer jit
+    # (``fit``'s scan) the two are traced into one program anyway.
+    pair = jax.jit(step.pair_global)
+
+    def run(state, key, x0, x1, cond=None):
+        _check_divisible(x0, n)
+        if pre_pair:
+            x0, x1, cond = pair(key, x0, x1, cond)
+        return train(state, key, x0, x1, cond)
 
     return run
 
