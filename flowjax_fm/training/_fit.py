@@ -130,13 +130,17 @@ def run_scan_chunks(
     progress: bool = True,
     on_chunk: Callable | None = None,
     desc: str = "train",
+    unroll: int = 0,
 ):
     """The chunk driver behind :func:`fit` (and the image and reflow loops).
 
     ``one(state, data) -> (state, metrics)`` is one training step; it is scanned ``chunk_size``
     times per compiled call (``data`` rides along in the carry, an argument rather than a
     constant of the program). Between chunks: the non-finite check, the progress bar, the
-    ``on_chunk(state, metrics)`` callback. Returns ``(state, history)``.
+    ``on_chunk(state, metrics)`` callback. With ``unroll = k > 0`` a chunk runs as compiled
+    blocks of ``k`` fully unrolled steps instead of one rolled scan (convolutional models on
+    XLA:CPU run many times slower inside a rolled loop); results do not depend on it.
+    Returns ``(state, history)``.
     """
 
     def body(carry, _):
@@ -146,13 +150,22 @@ def run_scan_chunks(
 
     compiled = {}
 
-    def run_chunk(state, length):
+    def run_block(state, length):
         if length not in compiled:
             compiled[length] = jax.jit(
-                lambda s, d: jax.lax.scan(body, (s, d), None, length=length)
+                lambda s, d: jax.lax.scan(body, (s, d), None, length=length, unroll=bool(unroll))
             )
         (state, _), metrics = compiled[length](state, data)
-        return state, metrics
+        return state, jax.device_get(metrics)
+
+    def run_chunk(state, length):
+        if not unroll:
+            return run_block(state, length)
+        parts = []
+        for start in range(0, length, unroll):
+            state, m = run_block(state, min(unroll, length - start))
+            parts.append(m)
+        return state, {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
     history: dict[str, list[np.ndarray]] = {}
     bar = None

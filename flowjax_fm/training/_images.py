@@ -241,7 +241,7 @@ def fit_labelled(
       >>> hist["loss"].shape
       (4,)
     """
-    from flowjax_fm.training._fit import NonFiniteLossError
+    from flowjax_fm.training._fit import run_scan_chunks
 
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
@@ -252,75 +252,22 @@ def fit_labelled(
     x = jnp.asarray(x)
     y = None if y is None else jnp.asarray(y, jnp.int32)
 
-    def one(carry, _):
-        state, x, y = carry
+    def one(state, data):
+        x, y = data
         k_idx, k_noise, k_step = jax.random.split(jax.random.fold_in(key, state.step), 3)
         idx = jax.random.randint(k_idx, (batch_size,), 0, x.shape[0])
         x1 = jnp.take(x, idx, axis=0)
         x0 = jax.random.normal(k_noise, x1.shape, x1.dtype)
         if y is None:
-            new_state, metrics = step(state, k_step, x0, x1)
-        else:
-            new_state, metrics = step(state, k_step, x0, x1, cond=jnp.take(y, idx, axis=0))
-        return (new_state, x, y), dict(metrics, step=state.step)
+            return step(state, k_step, x0, x1)
+        return step(state, k_step, x0, x1, cond=jnp.take(y, idx, axis=0))
 
     if unroll is None:
         unroll = 10 if jax.default_backend() == "cpu" else 0
-    compiled = {}
-
-    def run_block(state, length):
-        if length not in compiled:
-            compiled[length] = jax.jit(
-                lambda s, x, y: jax.lax.scan(
-                    one, (s, x, y), None, length=length, unroll=bool(unroll)
-                )
-            )
-        (state, _, _), metrics = compiled[length](state, x, y)
-        return state, metrics
-
-    def run_chunk(state, length):
-        if not unroll:
-            state, metrics = run_block(state, length)
-            return state, jax.device_get(metrics)
-        parts = []
-        for start in range(0, length, unroll):
-            state, m = run_block(state, min(unroll, length - start))
-            parts.append(jax.device_get(m))
-        return state, {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-
-    history: dict[str, list] = {}
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=num_steps, desc="train", unit="step", dynamic_ncols=True)
-    done = 0
-    try:
-        while done < num_steps:
-            length = min(chunk_size, num_steps - done)
-            new_state, metrics = run_chunk(state, length)
-            losses = np.asarray(metrics["loss"])
-            if not np.isfinite(losses).all():
-                i = int(np.argmax(~np.isfinite(losses)))
-                raise NonFiniteLossError(
-                    f"non-finite loss ({losses[i]}) at step {int(metrics['step'][i])}; "
-                    f"keeping the state from step {int(jax.device_get(state.step))}",
-                    step=int(metrics["step"][i]),
-                    state=state,
-                )
-            state = new_state
-            for name, value in metrics.items():
-                history.setdefault(name, []).append(np.asarray(value))
-            done += length
-            if bar is not None:
-                bar.update(length)
-                bar.set_postfix(loss=f"{losses.mean():.4f}")
-            if on_chunk is not None:
-                on_chunk(state, metrics)
-    finally:
-        if bar is not None:
-            bar.close()
-    return state, {k: np.concatenate(v) for k, v in history.items()}
+    return run_scan_chunks(
+        one, state, (x, y), num_steps=num_steps, chunk_size=chunk_size, progress=progress,
+        on_chunk=on_chunk, desc="train", unroll=unroll,
+    )
 
 
 # --------------------------------------------------------------------------------------------
