@@ -211,6 +211,31 @@ def _torchcfm_cell(method: str, seed: int, steps: int, data: dict, torch_sb_ot: 
 LIBS = {"ours": ("flowjax_fm", ours), "torchcfm": ("torchcfm", torchcfm_run)}
 
 
+CLAIMS = Path(os.environ.get("TMPDIR", "/tmp")) / "flowjax_fm_paper2d_claims"
+
+
+def claim(lib: str, task: str, method: str, seed: int, steps: int) -> bool:
+    """For ``--skip-done``: False when the cell has a JSON line or another process claimed it.
+
+    Several processes (one per core) can then share one cell list: each takes the next cell
+    nobody has done or started (a claim is a file created with ``O_EXCL``).
+    """
+    library = LIBS[lib][0]
+    path = RESULTS / f"{NAME}.jsonl"
+    if path.exists():
+        for line in path.read_text().splitlines():
+            r = json.loads(line)
+            if (r["task"], r["method"], r["library"], r["seed"], r["steps"]) == (task, method, library, seed, steps):
+                return False
+    CLAIMS.mkdir(parents=True, exist_ok=True)
+    name = f"{steps}_{library}_{task}_{method}_{seed}".replace("/", "_").replace(">", "")
+    try:
+        os.close(os.open(CLAIMS / name, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return False
+    return True
+
+
 def run_cell(lib: str, task: str, method: str, seed: int, steps: int, data: dict,
              torch_sb_ot: str, command: str) -> dict | None:
     library, fn = LIBS[lib]
@@ -312,6 +337,8 @@ def main() -> None:
                     help="torchcfm SB-CFM coupling (its default: exact)")
     ap.add_argument("--quick", action="store_true", help="smoke run: 1 seed, 1 task, 300 steps")
     ap.add_argument("--render", action="store_true", help="only re-render the table at --steps")
+    ap.add_argument("--skip-done", action="store_true",
+                    help="skip cells already in the JSON lines or claimed by a parallel run")
     ap.add_argument("--core", type=int, default=None, help="pin to this core (default: the first)")
     args = ap.parse_args()
     global THREADS
@@ -330,7 +357,9 @@ def main() -> None:
                     if not cell_allowed(task, method):
                         continue
                     for lib in args.libs:
-                        if seed in (args.seeds if lib == "ours" else torch_seeds):
+                        if seed not in (args.seeds if lib == "ours" else torch_seeds):
+                            continue
+                        if not args.skip_done or claim(lib, task, method, seed, args.steps):
                             run_cell(lib, task, method, seed, args.steps, data, args.torch_sb_ot, command)
     print(render(args.steps))
 

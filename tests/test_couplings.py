@@ -190,3 +190,30 @@ def test_unknown_names():
         C.get_coupling("hungarian")
     with pytest.raises(ValueError, match="sampling"):
         C.SinkhornCoupling(sampling="greedy")
+
+
+def test_draw_indices_matches_the_weights_chi_square():
+    # inverse-CDF draws against the exact multinomial law (scipy chi-square, fixed key)
+    from scipy import stats
+
+    from flowjax_fm.couplings._ot import draw_indices
+
+    w = jnp.array([0.0, 1.0, 2.0, 0.0, 4.0, 0.5, 0.0, 2.5])
+    draws = np.asarray(draw_indices(jax.random.key(3), jnp.tile(w, (20_000, 1))))
+    counts = np.bincount(draws, minlength=w.size)
+    assert counts[np.asarray(w) == 0].sum() == 0  # a zero-weight cell is never drawn
+    expected = np.asarray(w / w.sum()) * draws.size
+    pos = np.asarray(w) > 0
+    assert stats.chisquare(counts[pos], expected[pos]).pvalue > 1e-3
+    many = np.asarray(draw_indices(jax.random.key(4), w, num=20_000))
+    assert stats.chisquare(np.bincount(many, minlength=w.size)[pos], expected[pos]).pvalue > 1e-3
+    # rounding past the last positive weight lands on it, never on the zero tail
+    tail = jnp.array([[1e-30, 0.0, 0.0]] * 64)
+    assert set(np.asarray(draw_indices(jax.random.key(5), tail)).tolist()) == {0}
+
+
+def test_draw_indices_1d_needs_num():
+    from flowjax_fm.couplings._ot import draw_indices
+
+    with pytest.raises(ValueError, match="num"):
+        draw_indices(jax.random.key(0), jnp.ones(3))
