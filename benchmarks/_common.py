@@ -11,7 +11,10 @@ import time
 
 import numpy as np
 
-RESULTS = pathlib.Path(__file__).resolve().parent / "results"
+# FLOWJAX_FM_BENCH_RESULTS redirects every suite's output (the smoke tests write to a temp dir).
+RESULTS = pathlib.Path(
+    os.environ.get("FLOWJAX_FM_BENCH_RESULTS") or pathlib.Path(__file__).resolve().parent / "results"
+)
 
 
 def pin_one_core() -> str:
@@ -114,3 +117,67 @@ def compiled_flops(fn, *args) -> float | None:
         analysis = analysis[0] if analysis else {}
     flops = (analysis or {}).get("flops")
     return float(flops) if flops else None
+
+
+def limit_fields(flops_per_call: float | None, seconds_per_call: float, peak_flops: float) -> dict:
+    """How close a timed call runs to the machine's limit, as JSON fields.
+
+    ``achieved_gflops`` = XLA's FLOP count of one call / its median time; ``peak_gflops`` = the
+    large matrix product of :func:`matmul_peak_flops` measured in the same run; ``of_peak`` their
+    ratio. ``None`` fields when the backend gives no FLOP count.
+    """
+    if not flops_per_call or seconds_per_call <= 0:
+        return {"achieved_gflops": None, "peak_gflops": peak_flops / 1e9, "of_peak": None}
+    achieved = flops_per_call / seconds_per_call
+    return {"achieved_gflops": achieved / 1e9, "peak_gflops": peak_flops / 1e9, "of_peak": achieved / peak_flops}
+
+
+def fmt_limit(row: dict) -> str:
+    """``"12.3 (41.2%)"``: a row's achieved GFLOP/s and its share of the measured matmul peak."""
+    if row.get("achieved_gflops") is None:
+        return "-"
+    return f"{row['achieved_gflops']:.2f} ({100 * row['of_peak']:.1f}%)"
+
+
+def write_plot(name: str, rows: list[dict], x: str, y: str, series: list[str], *, title: str,
+               xlabel: str | None = None, ylabel: str | None = None, logx: bool = True,
+               logy: bool = True, panels: str | None = None) -> pathlib.Path | None:
+    """A line plot of ``y`` against ``x``, one line per distinct value of the ``series`` keys.
+
+    ``panels``: a key whose values get one subplot each (e.g. the dimension). Rows missing ``x``
+    or ``y`` (a peer that did not run) are left out. Writes ``RESULTS/NAME.png``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in rows if r.get(x) is not None and r.get(y) is not None]
+    if not rows:
+        return None
+    panel_values = sorted({r[panels] for r in rows}, key=str) if panels else [None]
+    fig, axes = plt.subplots(1, len(panel_values), figsize=(4.8 * len(panel_values), 3.8), squeeze=False)
+    for ax, pv in zip(axes[0], panel_values, strict=True):
+        sub = [r for r in rows if panels is None or r[panels] == pv]
+        groups: dict[tuple, list[dict]] = {}
+        for r in sub:
+            groups.setdefault(tuple(r.get(k) for k in series), []).append(r)
+        for label, grp in sorted(groups.items(), key=lambda kv: str(kv[0])):
+            grp = sorted(grp, key=lambda r: r[x])
+            ax.plot([r[x] for r in grp], [r[y] for r in grp], marker="o",
+                    label=" ".join(str(v) for v in label if v is not None))
+        if logx:
+            ax.set_xscale("log")
+        if logy:
+            ax.set_yscale("log")
+        ax.set_xlabel(xlabel or x)
+        ax.set_ylabel(ylabel or y)
+        ax.set_title(title if pv is None else f"{title}, {panels} = {pv}", fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
