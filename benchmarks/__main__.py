@@ -28,6 +28,7 @@ SUITES = {
     "reflow": "bench_reflow.py",
     "unet": "bench_unet.py",
     "digits": "bench_digits.py",
+    "paper2d": "bench_paper2d.py",
 }
 
 
