@@ -9,7 +9,13 @@ import pathlib
 import platform
 import time
 
-import numpy as np
+# One BLAS/OpenMP thread per library, set before numpy (and through it OpenBLAS) is imported:
+# set later, OpenBLAS has already started a thread per core and fights the pinned thread for it
+# (measured: POT's Sinkhorn at n = 1,024 went from ~50 ms to 545 ms).
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import numpy as np  # noqa: E402
 
 # FLOWJAX_FM_BENCH_RESULTS redirects every suite's output (the smoke tests write to a temp dir).
 RESULTS = pathlib.Path(

@@ -217,3 +217,13 @@ def test_draw_indices_1d_needs_num():
 
     with pytest.raises(ValueError, match="num"):
         draw_indices(jax.random.key(0), jnp.ones(3))
+
+
+def test_sinkhorn_anderson_and_inner_iterations_reach_the_same_plan():
+    x0, x1 = _clouds(128, 2, 17)
+    base = C.SinkhornCoupling(epsilon=0.05, relative_epsilon="mean", threshold=1e-5)
+    fast = C.SinkhornCoupling(epsilon=0.05, relative_epsilon="mean", threshold=1e-5, anderson=5,
+                              inner_iterations=5)
+    np.testing.assert_allclose(fast.plan(x0, x1), base.plan(x0, x1), atol=2e-6)
+    with pytest.raises(ValueError, match="anderson"):
+        C.SinkhornCoupling(anderson=1)

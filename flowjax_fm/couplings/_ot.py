@@ -85,6 +85,11 @@ class SinkhornCoupling(AbstractCoupling):
         mean cost (scale-free: the same value works in 2 or 3,072 dimensions).
       sampling: ``"pairs"``, ``"rows"`` or ``"rounded"``.
       threshold, max_iterations: Sinkhorn stopping rule.
+      inner_iterations: iterations between two convergence checks (ott-jax's default 10; in high
+        dimension Sinkhorn often converges in a few, and 5 is then ~1.7x faster).
+      anderson: Anderson acceleration memory (0 = off). 5 halves the iterations on 2-D problems
+        at moderate epsilon (2x faster at n = 1,024 and 4,096; 4.5x at epsilon 0.05 on the
+        8-Gaussians) but can take more at a very small relative epsilon, hence off by default.
 
     With labels, the cost of cross-label pairs is penalised and those cells of the plan are
     set to zero before drawing, so pairs never cross labels (``"pairs"``/``"rows"``).
@@ -106,8 +111,15 @@ class SinkhornCoupling(AbstractCoupling):
     relative_epsilon: str | None = static_field(default=None)
     sampling: str = static_field(default="pairs")
     max_iterations: int = static_field(default=2000)
+    inner_iterations: int = static_field(default=10)
+    anderson: int = static_field(default=0)
 
     def __post_init__(self):
+        if self.anderson < 0 or self.anderson == 1 or self.inner_iterations < 1:
+            raise ValueError(
+                f"anderson must be 0 (off) or a memory >= 2 and inner_iterations >= 1, got "
+                f"anderson={self.anderson}, inner_iterations={self.inner_iterations}"
+            )
         if self.sampling not in _SINKHORN_MODES:
             raise ValueError(
                 f"unknown Sinkhorn sampling {self.sampling!r}; choose one of {_SINKHORN_MODES}"
@@ -131,8 +143,12 @@ class SinkhornCoupling(AbstractCoupling):
         if self.relative_epsilon == "mean":
             eps = eps * jnp.mean(squared_distances(x0, x1))
         geom = geometry.Geometry(cost_matrix=cost, epsilon=eps)
+        from ott.solvers.linear import acceleration
+
         solver = sinkhorn_lib.Sinkhorn(
-            threshold=self.threshold, max_iterations=self.max_iterations
+            threshold=self.threshold, max_iterations=self.max_iterations,
+            inner_iterations=self.inner_iterations,
+            anderson=acceleration.AndersonAcceleration(memory=self.anderson) if self.anderson else None,
         )
         problem = linear_problem.LinearProblem(geom, tau_a=self.tau_a, tau_b=self.tau_b)
         plan = solver(problem).matrix
