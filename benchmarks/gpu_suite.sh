@@ -1,21 +1,27 @@
 #!/usr/bin/env bash
-# The benchmark suites on an accelerator host (the device machine: python3 with jax[cuda], flax,
-# optax, diffrax, orbax; no POT/torchcfm). Builds the C solver in place, runs the suites, and
-# copies the new JSON lines and tables to $OUT (or ./gpu_out).
+# The benchmark suites on an accelerator host (python3 with jax[cuda], flax, optax, diffrax, ott,
+# orbax; no torch/torchcfm/POT there, so every suite runs ours alone and says so).
+# Builds the C solver in place and writes every suite's JSON lines, tables and plots to
+# $OUT/gpu (FLOWJAX_FM_BENCH_RESULTS), never into benchmarks/results. Each suite has its own
+# time limit so one slow suite cannot eat the others' time; the order is most-wanted first.
+#   OUT=/tmp/gpu bash benchmarks/gpu_suite.sh
 set -uo pipefail
-OUT=${OUT:-gpu_out}; mkdir -p "$OUT"
-export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
+OUT=${OUT:-gpu_out}
+export FLOWJAX_FM_BENCH_RESULTS="$OUT/gpu" PYTHONPATH=$PWD PYTHONUNBUFFERED=1 PYTHONWARNINGS=ignore
+mkdir -p "$FLOWJAX_FM_BENCH_RESULTS"
 python3 setup.py -q build_ext --inplace 2>&1 | tail -2
-python3 -c "import jax; print(jax.devices())"
-for s in train scaling assignment; do
-  f=benchmarks/results/$s.jsonl; [ -f "$f" ] && wc -l < "$f" > "/tmp/$s.n" || echo 0 > "/tmp/$s.n"
-done
-timeout 200 python3 benchmarks/bench_train.py --batch 256 4096
-timeout 100 python3 benchmarks/bench_scaling.py --quick
-timeout 100 python3 benchmarks/bench_assignment.py --quick
-for s in train scaling assignment; do
-  f=benchmarks/results/$s.jsonl
-  [ -f "$f" ] && tail -n +$(( $(cat /tmp/$s.n) + 1 )) "$f" > "$OUT/${s}_gpu.jsonl"
-  [ -f "benchmarks/results/$s.md" ] && cp "benchmarks/results/$s.md" "$OUT/${s}_gpu.md"
-done
-ls -la "$OUT"
+python3 -c "import jax; print(jax.__version__, jax.devices())"
+run() {  # run LIMIT_S SCRIPT ARGS...
+  local limit=$1; shift
+  local t0=$SECONDS
+  echo "=== $* (limit ${limit}s)"
+  timeout "$limit" python3 "$@" > "$FLOWJAX_FM_BENCH_RESULTS/$(basename "$1" .py).log" 2>&1
+  echo "    exit $? after $((SECONDS - t0)) s"
+}
+run 150 benchmarks/bench_train.py --batch 256 1024 --repeats 3 --budget 0.2
+run 70 benchmarks/bench_sampling.py
+run 70 benchmarks/bench_likelihood.py --no-torch
+run 80 benchmarks/bench_sinkhorn.py --sizes 256 1024 4096 8192 --dims 2 64 3072
+run 60 benchmarks/bench_scaling.py --quick
+run 60 benchmarks/bench_paper2d.py --libs ours --seeds 42 --steps 2000 --tasks "N(0,I)->moons" "N(0,I)->8gaussians"
+ls -la "$FLOWJAX_FM_BENCH_RESULTS"
