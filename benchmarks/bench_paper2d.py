@@ -39,7 +39,7 @@ import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, environment, pin_one_core, write_jsonl, write_table  # noqa: E402
+from _common import RESULTS, environment, pin_one_core, pin_threads, write_jsonl, write_table  # noqa: E402
 
 THREADS = pin_one_core()
 # Let XLA build its CPU client while every core is allowed, then pin. Started with an affinity
@@ -393,8 +393,7 @@ def main() -> None:
     args = ap.parse_args()
     global THREADS
     if args.core is not None:
-        os.sched_setaffinity(0, {args.core})
-        THREADS = f"one thread pinned to core {args.core}"
+        THREADS = pin_threads(args.core)
     if args.quick:
         args.seeds, args.tasks, args.steps = args.seeds[:1], args.tasks[:1], 300
     torch_seeds = args.seeds if args.torch_seeds is None else args.torch_seeds
