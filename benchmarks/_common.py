@@ -43,6 +43,14 @@ def pin_threads(core: int) -> str:
     return f"every thread pinned to core {core}"
 
 
+def pin_every_thread() -> str:
+    """Confine every thread (including ones started since the last pinning) to the main thread's core."""
+    try:
+        return pin_threads(sorted(os.sched_getaffinity(0))[0])
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return "one thread (no core pinning on this OS)"
+
+
 def pin_one_core() -> str:
     """Pin this process to one core and one thread per library; return a description."""
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):

@@ -37,23 +37,17 @@ every (n, d, solver) written by this version of the script, so partial runs such
 repeats.
 """
 
+# (``_common`` sets one BLAS / OpenMP thread before it imports numpy.)
+import argparse
+import json
 import os
-
-# One BLAS / OpenMP thread: set before numpy loads (``_common`` imports numpy before its
-# ``pin_one_core`` sets these, too late for OpenBLAS, which would then run two threads on the one
-# pinned core).
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-import warnings  # noqa: E402
-from pathlib import Path  # noqa: E402
+import sys
+import time
+import warnings
+from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (  # noqa: E402
+from _common import (
     RESULTS,
     environment,
     fmt_limit,

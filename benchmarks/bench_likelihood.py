@@ -31,7 +31,6 @@ alone.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -44,6 +43,7 @@ from _common import (  # noqa: E402
     fmt_limit,
     limit_fields,
     matmul_peak_flops,
+    pin_every_thread,
     pin_one_core,
     write_jsonl,
     write_plot,
@@ -61,25 +61,6 @@ import flowjax_fm as fm  # noqa: E402
 
 HIDDEN = (128, 128)
 STEPS = 8
-
-
-def pin_every_thread() -> str | None:
-    """Narrow every thread of this process to the main thread's core.
-
-    ``pin_one_core`` pins the calling thread only (``sched_setaffinity(0, ...)`` acts on one
-    thread on Linux); XLA's worker threads, started before it, keep every core, and a JAX solve
-    then runs on two cores (measured: 0.79 s of CPU in 0.41 s of wall time) against torch's one.
-    """
-    try:
-        cores = os.sched_getaffinity(0)
-        for tid in os.listdir("/proc/self/task"):
-            try:
-                os.sched_setaffinity(int(tid), cores)
-            except OSError:  # a thread that ended meanwhile
-                pass
-    except (AttributeError, OSError):  # pragma: no cover - not Linux
-        return None
-    return f"every thread pinned to core {', '.join(map(str, sorted(cores)))}"
 
 
 def time_interleaved(calls: dict, repeats: int) -> dict:

@@ -36,7 +36,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -50,6 +49,7 @@ from _common import (  # noqa: E402
     fmt_limit,
     limit_fields,
     matmul_peak_flops,
+    pin_every_thread,
     pin_one_core,
     write_jsonl,
     write_plot,
@@ -74,25 +74,6 @@ except ImportError as err:  # reported in the output, not hidden
     TORCH_ERROR = f"{type(err).__name__}: {err}"
 
 TARGETS = (1e-2, 1e-3, 1e-4)
-
-
-def pin_every_thread() -> str | None:
-    """Narrow every thread of this process to the main thread's core.
-
-    ``pin_one_core`` pins the calling thread only (``sched_setaffinity(0, ...)`` acts on one
-    thread on Linux); XLA's worker threads, started before it, keep every core, and a JAX solve
-    then runs on two cores (measured: 0.79 s of CPU in 0.41 s of wall time) against torch's one.
-    """
-    try:
-        cores = os.sched_getaffinity(0)
-        for tid in os.listdir("/proc/self/task"):
-            try:
-                os.sched_setaffinity(int(tid), cores)
-            except OSError:  # a thread that ended meanwhile
-                pass
-    except (AttributeError, OSError):  # pragma: no cover - not Linux
-        return None
-    return f"every thread pinned to core {', '.join(map(str, sorted(cores)))}"
 
 
 def make_weights(dim: int, width: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
