@@ -2,7 +2,7 @@
 
 Run (one core, one thread for every library):
 
-    .venv/bin/python benchmarks/bench_paper2d.py [--quick] [--steps 5000] [--seeds 42 43 44 45 46]
+    .venv/bin/python benchmarks/bench_paper2d.py [--quick] [--steps 2000] [--seeds 42 43 44 45 46] [--skip-done]
         [--tasks ...] [--methods ...] [--libs ours torchcfm] [--torch-seeds 42]
     .venv/bin/python benchmarks/bench_paper2d.py --render --steps 3000   # table from the JSON lines
 
@@ -382,7 +382,7 @@ def main() -> None:
     ap.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     ap.add_argument("--libs", nargs="+", default=list(LIBS), choices=list(LIBS))
-    ap.add_argument("--steps", type=int, default=5000)
+    ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--torch-sb-ot", default="exact", choices=["exact", "sinkhorn"],
                     help="torchcfm SB-CFM coupling (its default: exact)")
     ap.add_argument("--quick", action="store_true", help="smoke run: 1 seed, 1 task, 300 steps")
