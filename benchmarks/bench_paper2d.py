@@ -214,18 +214,20 @@ LIBS = {"ours": ("flowjax_fm", ours), "torchcfm": ("torchcfm", torchcfm_run)}
 CLAIMS = Path(os.environ.get("TMPDIR", "/tmp")) / "flowjax_fm_paper2d_claims"
 
 
-def claim(lib: str, task: str, method: str, seed: int, steps: int) -> bool:
+def claim(lib: str, task: str, method: str, seed: int, steps: int, redo_before: str | None = None) -> bool:
     """For ``--skip-done``: False when the cell has a JSON line or another process claimed it.
 
     Several processes (one per core) can then share one cell list: each takes the next cell
-    nobody has done or started (a claim is a file created with ``O_EXCL``).
+    nobody has done or started (a claim is a file created with ``O_EXCL``). With ``redo_before``
+    (an ISO time), rows written before it do not count as done: a rerun of finished cells.
     """
     library = LIBS[lib][0]
     path = RESULTS / f"{NAME}.jsonl"
     if path.exists():
         for line in path.read_text().splitlines():
             r = json.loads(line)
-            if (r["task"], r["method"], r["library"], r["seed"], r["steps"]) == (task, method, library, seed, steps):
+            if (r["task"], r["method"], r["library"], r["seed"], r["steps"]) == (task, method, library, seed, steps) \
+                    and (redo_before is None or r["time"] >= redo_before):
                 return False
     CLAIMS.mkdir(parents=True, exist_ok=True)
     name = f"{steps}_{library}_{task}_{method}_{seed}".replace("/", "_").replace(">", "")
@@ -389,6 +391,8 @@ def main() -> None:
     ap.add_argument("--render", action="store_true", help="only re-render the table at --steps")
     ap.add_argument("--skip-done", action="store_true",
                     help="skip cells already in the JSON lines or claimed by a parallel run")
+    ap.add_argument("--redo-before", default=None,
+                    help="with --skip-done: rows older than this ISO time (UTC) count as not done")
     ap.add_argument("--core", type=int, default=None, help="pin to this core (default: the first)")
     args = ap.parse_args()
     global THREADS
@@ -408,7 +412,7 @@ def main() -> None:
                     for lib in args.libs:
                         if seed not in (args.seeds if lib == "ours" else torch_seeds):
                             continue
-                        if not args.skip_done or claim(lib, task, method, seed, args.steps):
+                        if not args.skip_done or claim(lib, task, method, seed, args.steps, args.redo_before):
                             run_cell(lib, task, method, seed, args.steps, data, args.torch_sb_ot, command)
     print(render(args.steps))
 
