@@ -105,6 +105,23 @@ def median_time(fn, repeats: int, warmup: int = 1) -> tuple[float, list[float]]:
     return float(np.median(times)), times
 
 
+def timed(fn, repeats: int, warmup: int = 1):
+    """``(last output, (median wall s, min wall s, median process-CPU s))`` of ``fn()``, which blocks.
+
+    CPU time counts every thread of this process, so it is the fairer figure on a shared machine.
+    """
+    out = None
+    for _ in range(warmup):
+        out = fn()
+    wall, cpu = [], []
+    for _ in range(repeats):
+        t, c = time.perf_counter(), time.process_time()
+        out = fn()
+        cpu.append(time.process_time() - c)
+        wall.append(time.perf_counter() - t)
+    return out, (float(np.median(wall)), float(np.min(wall)), float(np.median(cpu)))
+
+
 def write_jsonl(name: str, rows: list[dict]) -> pathlib.Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.jsonl"

@@ -54,6 +54,7 @@ from _common import (
     limit_fields,
     matmul_peak_flops,
     pin_one_core,
+    timed,
     write_jsonl,
     write_plot,
     write_table,
@@ -87,20 +88,6 @@ SCHEMA = 2  # rows of this version carry "schema": 2; older lines are left out o
 
 def repeats_for(n: int) -> int:
     return {256: 30, 1024: 7, 4096: 3}.get(n, 1)
-
-
-def timed(fn, repeats: int, warmup: int = 0):
-    """Median and min wall time, and median process CPU time (robust to a loaded machine)."""
-    out = None
-    for _ in range(warmup):
-        out = fn()
-    times, cpu = [], []
-    for _ in range(repeats):
-        t, c = time.perf_counter(), time.process_time()
-        out = fn()
-        cpu.append(time.process_time() - c)
-        times.append(time.perf_counter() - t)
-    return out, (float(np.median(times)), float(np.min(times)), float(np.median(cpu)))
 
 
 def sq_dists_np(x0, x1):
@@ -200,7 +187,7 @@ def run_case(n: int, d: int, seed: int, scipy_max_n: int, peak: float, quick: bo
             return out
 
         sreps = max(1, reps // 3) if n >= 1024 else reps
-        perm, secs = timed(sp, sreps)
+        perm, secs = timed(sp, sreps, warmup=0)
         record("scipy", secs, sreps, perm=perm)
 
     best = min(r["transport_cost"] for r in rows)

@@ -35,10 +35,10 @@ import json
 import os
 import sys
 import time
-import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _torchcfm  # noqa: E402
 from _common import RESULTS, environment, pin_one_core, pin_threads, write_jsonl, write_table  # noqa: E402
 
 THREADS = pin_one_core()
@@ -175,24 +175,8 @@ def _torchcfm_cell(method: str, seed: int, steps: int, data: dict, torch_sb_ot: 
     model = MLP(dim=2, time_varying=True, w=64)
     opt = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
     x0_train, x1_train = torch.tensor(data["x0_train"]), torch.tensor(data["x1_train"])
-    t0 = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for _ in range(steps):
-            opt.zero_grad()
-            x0 = x0_train[torch.randint(0, N_TRAIN, (BATCH,))]
-            x1 = x1_train[torch.randint(0, N_TRAIN, (BATCH,))]
-            t, xt, ut = matcher.sample_location_and_conditional_flow(x0, x1)
-            loss = torch.mean((model(torch.cat([xt, t[:, None]], dim=-1)) - ut) ** 2)
-            loss.backward()
-            opt.step()
-    train_s = time.perf_counter() - t0
-    nfe = [0]
-
-    def field(t, x):
-        nfe[0] += 1
-        return model(torch.cat([x, t.expand(x.shape[0], 1)], dim=-1))
-
+    train_s = _torchcfm.train(torch, model, opt, matcher, lambda: (
+        x0_train[torch.randint(0, N_TRAIN, (BATCH,))], x1_train[torch.randint(0, N_TRAIN, (BATCH,))]), steps)
     t0 = time.perf_counter()
     x_test = torch.tensor(data["x0_test"])
     with torch.no_grad():
@@ -200,11 +184,9 @@ def _torchcfm_cell(method: str, seed: int, steps: int, data: dict, torch_sb_ot: 
         for i in range(EULER_STEPS):
             x = x + dt * model(torch.cat([x, torch.full((x.shape[0], 1), i * dt)], dim=-1))
         x_euler = x.numpy()
-        nfe[0] = 0
-        x_dopri = torchdiffeq.odeint(field, x_test, torch.tensor([0.0, 1.0]), method="dopri5",
-                                     rtol=RTOL, atol=RTOL)[-1].numpy()
+    x_dopri, nfe = _torchcfm.dopri5(torch, torchdiffeq, model, x_test, RTOL)
     sample_s = time.perf_counter() - t0
-    return {"x_euler": x_euler, "x_dopri5": x_dopri, "nfe": nfe[0], "train_s": train_s,
+    return {"x_euler": x_euler, "x_dopri5": x_dopri, "nfe": nfe, "train_s": train_s,
             "compile_s": None, "sample_s": sample_s}
 
 

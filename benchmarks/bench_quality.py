@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _torchcfm  # noqa: E402
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
@@ -93,7 +94,6 @@ def torchcfm_run(method: str, seed: int, steps: int, n_eval: int, chunk: int = 5
     except ImportError as exc:
         print(f"torchcfm side skipped ({exc})")
         return None
-    import warnings
 
     torch.manual_seed(seed)
     torch.set_num_threads(1)
@@ -102,28 +102,10 @@ def torchcfm_run(method: str, seed: int, steps: int, n_eval: int, chunk: int = 5
     matcher = matcher_cls(sigma=0.1)
     model = MLP(dim=2, time_varying=True, w=64)
     opt = torch.optim.Adam(model.parameters(), 1e-3)
-    t0 = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for _ in range(steps):
-            opt.zero_grad()
-            x0, x1 = sample_8gaussians(256), sample_moons(256)
-            t, xt, ut = matcher.sample_location_and_conditional_flow(x0, x1)
-            loss = torch.mean((model(torch.cat([xt, t[:, None]], dim=-1)) - ut) ** 2)
-            loss.backward()
-            opt.step()
-    train_s = time.perf_counter() - t0
-    nfe = [0]
-
-    def field(t, x):
-        nfe[0] += 1
-        return model(torch.cat([x, t.expand(x.shape[0], 1)], dim=-1))
-
-    with torch.no_grad():
-        x = torchdiffeq.odeint(field, sample_8gaussians(n_eval), torch.tensor([0.0, 1.0]),
-                               method="dopri5", rtol=1e-4, atol=1e-4)[-1]
-    w2 = float(fm.metrics.wasserstein(x.numpy(), sample_moons(n_eval).numpy()))
-    return {"w2": w2, "nfe": nfe[0], "train_s": train_s, "steps_per_s": steps / train_s}
+    train_s = _torchcfm.train(torch, model, opt, matcher, lambda: (sample_8gaussians(256), sample_moons(256)), steps)
+    x, nfe = _torchcfm.dopri5(torch, torchdiffeq, model, sample_8gaussians(n_eval), 1e-4)
+    w2 = float(fm.metrics.wasserstein(x, sample_moons(n_eval).numpy()))
+    return {"w2": w2, "nfe": nfe, "train_s": train_s, "steps_per_s": steps / train_s}
 
 
 def latest_rows(path, steps: int) -> dict:

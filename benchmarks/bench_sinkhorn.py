@@ -62,6 +62,7 @@ from _common import (
     limit_fields,
     matmul_peak_flops,
     pin_one_core,
+    timed,
     write_jsonl,
     write_plot,
     write_table,
@@ -84,20 +85,6 @@ CALL_BUDGET_S = 60.0  # a single call predicted to take longer is skipped
 def problem(n, d, seed=0):
     k0, k1 = jax.random.split(jax.random.key(seed))
     return jax.random.normal(k0, (n, d)), 0.5 * jax.random.normal(k1, (n, d)) + 1.0
-
-
-def timed(fn, repeats: int, warmup: int = 1):
-    """Median wall and median process-CPU seconds of ``fn()`` (which blocks), and its last output."""
-    out = None
-    for _ in range(warmup):
-        out = fn()
-    wall, cpu = [], []
-    for _ in range(repeats):
-        t, c = time.perf_counter(), time.process_time()
-        out = fn()
-        cpu.append(time.process_time() - c)
-        wall.append(time.perf_counter() - t)
-    return float(np.median(wall)), float(np.median(cpu)), out
 
 
 def repeats_for(n: int) -> tuple[int, int]:
@@ -154,10 +141,10 @@ def ours(x0, x1, repeats, warmup):
         epsilon=EPS_REL, relative_epsilon="mean", threshold=THRESHOLD, max_iterations=MAX_ITERATIONS
     )
     plan_fn, compile_s = compile_timed(cp.plan, x0, x1)
-    wall, cpu, plan = timed(lambda: jax.block_until_ready(plan_fn(x0, x1)), repeats, warmup)
+    plan, (wall, _, cpu) = timed(lambda: jax.block_until_ready(plan_fn(x0, x1)), repeats, warmup)
     key = jax.random.key(0)
     draw_fn, draw_compile_s = compile_timed(draw_pairs, key, plan)
-    draw_wall, draw_cpu, _ = timed(lambda: jax.block_until_ready(draw_fn(key, plan)), max(repeats, 3))
+    _, (draw_wall, _, draw_cpu) = timed(lambda: jax.block_until_ready(draw_fn(key, plan)), max(repeats, 3))
     # iteration count: the same solve through ott directly (not timed), checked against the plan
     out = jax.jit(plan_and_iters({}))(x0, x1)
     same = bool(np.allclose(np.asarray(out[0]), np.asarray(plan), rtol=1e-4, atol=1e-9))
@@ -180,7 +167,7 @@ def pot(x0, x1, reg, repeats, warmup, stop_thr):
             plan, log = ot.sinkhorn(w, w, ot.dist(a, b), reg, stopThr=stop_thr, log=True)
         return plan, int(log["niter"]), sorted({str(c.message)[:60] for c in caught})
 
-    wall, cpu, (plan, iters, warns) = timed(run, repeats, warmup)
+    (plan, iters, warns), (wall, _, cpu) = timed(run, repeats, warmup)
     ok = bool(np.isfinite(plan).all() and plan.sum() > 0.5)
     return dict(s=wall, cpu_s=cpu, iters=iters, warnings=warns, ok=ok), np.asarray(plan, np.float64)
 
@@ -345,7 +332,7 @@ def run_options(sizes, env, peak, have_pot):
         for name, spec in OPTIONS.items():
             kw = options_kwargs(spec)
             fn, compile_s = compile_timed(plan_and_iters(kw), x0, x1)
-            wall, cpu, (plan, iters) = timed(lambda fn=fn, a=x0, b=x1: jax.block_until_ready(fn(a, b)), reps, warm)
+            (plan, iters), (wall, _, cpu) = timed(lambda fn=fn, a=x0, b=x1: jax.block_until_ready(fn(a, b)), reps, warm)
             plan = np.asarray(plan, np.float64)
             row = {"suite": "coupling", "part": "sinkhorn_options", "n": n, "d": d, "option": name,
                    "time_s": wall, "cpu_s": cpu, "compile_s": compile_s, "iters": int(iters),

@@ -217,6 +217,8 @@ def test_draw_indices_1d_needs_num():
 
     with pytest.raises(ValueError, match="num"):
         draw_indices(jax.random.key(0), jnp.ones(3))
+    with pytest.raises(ValueError, match=r"\(2, 3, 4\)"):
+        draw_indices(jax.random.key(0), jnp.ones((2, 3, 4)))
 
 
 def test_sinkhorn_anderson_and_inner_iterations_reach_the_same_plan():

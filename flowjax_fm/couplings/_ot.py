@@ -197,6 +197,8 @@ def draw_indices(key: jax.Array, weights: jax.Array, num: int | None = None) -> 
       >>> draw_indices(jax.random.key(0), jnp.array([0.0, 0.0, 3.0]), num=2).tolist()
       [2, 2]
     """
+    if weights.ndim not in (1, 2):
+        raise ValueError(f"draw_indices: weights must be (n,) or (m, n), got shape {weights.shape}")
     if weights.ndim == 1:
         return _draw_many(key, weights, num)
     n = weights.shape[-1]
