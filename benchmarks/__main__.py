@@ -29,6 +29,7 @@ SUITES = {
     "unet": "bench_unet.py",
     "digits": "bench_digits.py",
     "paper2d": "bench_paper2d.py",
+    "conditional": "bench_conditional.py",
 }
 
 

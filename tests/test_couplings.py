@@ -1,4 +1,9 @@
-"""Couplings: exact OT against scipy, Sinkhorn between exact and independent, labels."""
+"""Couplings: exact OT against scipy, Sinkhorn between exact and independent, conditions.
+
+The contract suite at the end runs every coupling of ``REGISTRY`` through the same checks.
+"""
+
+import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -45,26 +50,6 @@ def test_exact_ot_event_shapes_are_flattened():
 
 def _labels(n, k, seed):
     return jax.random.permutation(jax.random.key(seed), jnp.arange(n) % k).astype(jnp.int32)
-
-
-@pytest.mark.parametrize(
-    "coupling",
-    [
-        C.IndependentCoupling(),
-        C.ExactOTCoupling(),
-        C.SinkhornCoupling(epsilon=0.05, sampling="pairs"),
-        C.SinkhornCoupling(epsilon=0.05, sampling="rows"),
-        C.SinkhornCoupling(epsilon=0.05, sampling="rounded"),
-    ],
-    ids=["independent", "exact", "sk-pairs", "sk-rows", "sk-rounded"],
-)
-def test_label_aware_pairs_never_cross_labels(coupling):
-    n = 96
-    x0, x1 = _clouds(n, 2, 6)
-    c0, c1 = _labels(n, 3, 7), _labels(n, 3, 8)
-    pairing = jax.jit(coupling)(jax.random.key(1), x0, x1, c0, c1)
-    l0, l1 = pairing.apply(c0, c1)
-    np.testing.assert_array_equal(l0, l1)
 
 
 def test_label_aware_exact_is_optimal_within_each_label():
@@ -138,20 +123,6 @@ def test_unbalanced_sinkhorn_relaxes_marginals():
     assert col[:4].mean() < 0.5 * col[4:].mean()  # outliers get less mass
 
 
-def test_epsilon_change_does_not_retrace():
-    traces = []
-
-    @jax.jit
-    def f(cp, key, x0, x1):
-        traces.append(1)
-        return cp(key, x0, x1)
-
-    x0, x1 = _clouds(16, 2, 17)
-    f(C.SinkhornCoupling(epsilon=0.1), jax.random.key(0), x0, x1)
-    f(C.SinkhornCoupling(epsilon=0.2), jax.random.key(0), x0, x1)
-    assert len(traces) == 1
-
-
 def test_independent_is_identity_and_permutation_with_labels():
     x0, x1 = _clouds(10, 2, 18)
     p = C.IndependentCoupling()(jax.random.key(0), x0, x1)
@@ -175,8 +146,8 @@ def test_pairing_apply_gathers_pytrees():
         ((jnp.zeros((0, 2)), jnp.zeros((0, 2))), "empty"),
         ((jnp.zeros((4, 2), jnp.int32), jnp.zeros((4, 2), jnp.int32)), "floating"),
         ((jnp.zeros((4, 2)), jnp.zeros((4, 2)), jnp.zeros(4, jnp.int32), None), "both"),
-        ((jnp.zeros((4, 2)), jnp.zeros((4, 2)), jnp.zeros(3, jnp.int32), jnp.zeros(3, jnp.int32)), r"\(4,\)"),
-        ((jnp.zeros((4, 2)), jnp.zeros((4, 2)), jnp.zeros(4), jnp.zeros(4)), "integer"),
+        ((jnp.zeros((4, 2)), jnp.zeros((4, 2)), jnp.zeros(3, jnp.int32), jnp.zeros(3, jnp.int32)),
+         r"leading dimension 4.*\(3,\)"),
     ],
 )
 @pytest.mark.parametrize("name", ["independent", "exact-ot", "sinkhorn"])
@@ -229,3 +200,240 @@ def test_sinkhorn_anderson_and_inner_iterations_reach_the_same_plan():
     np.testing.assert_allclose(fast.plan(x0, x1), base.plan(x0, x1), atol=2e-6)
     with pytest.raises(ValueError, match="anderson"):
         C.SinkhornCoupling(anderson=1)
+
+
+# --- the contract suite: every coupling -------------------------------------------------------
+#
+# Each case: the coupling, whether its result is a permutation, whether it takes floating
+# conditions, and a copy with a changed leaf (retrace check). All checks share the jitted
+# ``_PAIR`` / ``_PLAN`` below (the coupling is an argument), so each coupling type compiles once
+# per condition structure: Sinkhorn's compile dominates this file's time.
+
+
+class Case:
+    def __init__(self, coupling, *, permutation, floats, changed=None):
+        self.coupling = coupling
+        self.permutation = permutation
+        self.floats = floats  # takes floating conditions
+        self.changed = coupling if changed is None else changed
+
+
+_SK = dict(epsilon=0.05, threshold=1e-4)
+REGISTRY = {
+    "independent": Case(C.IndependentCoupling(), permutation=True, floats=True),
+    "exact": Case(C.ExactOTCoupling(), permutation=True, floats=False),
+    "exact-cw": Case(C.ExactOTCoupling(cond_weight=2.0), permutation=True, floats=True,
+                     changed=C.ExactOTCoupling(cond_weight=3.0)),
+    **{
+        f"sk-{mode}": Case(C.SinkhornCoupling(**_SK, sampling=mode), permutation=mode == "rounded",
+                           floats=False, changed=C.SinkhornCoupling(**{**_SK, "epsilon": 0.07},
+                                                                    sampling=mode))
+        for mode in ("pairs", "rows", "rounded")
+    },
+    "sk-pairs-cw": Case(C.SinkhornCoupling(**_SK, cond_weight=2.0), permutation=False, floats=True,
+                        changed=C.SinkhornCoupling(**{**_SK, "epsilon": 0.07}, cond_weight=4.0)),
+}
+NAMES = sorted(REGISTRY)
+OT_CW_NAMES = [n for n in NAMES if REGISTRY[n].floats and n != "independent"]
+N = 16  # one batch size for the whole suite: one compile per coupling and condition structure
+
+_TRACES = []
+
+
+@jax.jit
+def _PAIR(coupling, key, x0, x1, cond):
+    _TRACES.append(jax.tree.structure(coupling))
+    return coupling(key, x0, x1, cond, cond)
+
+
+@jax.jit
+def _PLAN(coupling, x0, x1, cond):
+    return coupling.plan(x0, x1, cond, cond)
+
+
+def _conds(n, seed, kind):
+    """Conditions of the data rows (the source rows carry the same: cond0 = cond1)."""
+    labels = _labels(n, 3, seed)
+    vectors = jax.random.normal(jax.random.key(seed + 100), (n, 2))
+    return {"none": None, "labels": labels, "floats": vectors,
+            "mixed": {"y": labels, "v": (vectors, vectors[:, 0])}}[kind]
+
+
+def _richest(case):
+    return "mixed" if case.floats else "labels"
+
+
+def _check_valid(case, pairing, n, x0, x1, cond):
+    src, tgt = np.asarray(pairing.source), np.asarray(pairing.target)
+    assert pairing.source.shape == pairing.target.shape == (n,)
+    assert pairing.source.dtype == pairing.target.dtype == jnp.int32
+    assert src.min() >= 0 and tgt.min() >= 0 and src.max() < n and tgt.max() < n
+    if case.permutation:
+        assert sorted(src.tolist()) == list(range(n)) and sorted(tgt.tolist()) == list(range(n))
+    if isinstance(case.coupling, C.SinkhornCoupling) and not case.permutation:
+        if case.coupling.sampling == "rows":
+            np.testing.assert_array_equal(src, np.arange(n))
+        if cond is None:
+            return  # an entropic plan has no empty cell without labels
+        plan = np.asarray(_PLAN(case.coupling, x0, x1, cond))
+        assert (plan[src, tgt] > 0).all()  # every drawn pair is a cell of the plan
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_contract_valid_pairing_and_labels_never_crossed(name):
+    case = REGISTRY[name]
+    x0, x1 = _clouds(N, 2, 20)
+    for kind in ("none", _richest(case)):
+        cond = _conds(N, 21, kind)
+        pairing = _PAIR(case.coupling, jax.random.key(2), x0, x1, cond)
+        _check_valid(case, pairing, N, x0, x1, cond)
+        if kind != "none":
+            labels = cond if kind == "labels" else cond["y"]
+            np.testing.assert_array_equal(labels[pairing.source], labels[pairing.target])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_contract_float_cond_used_or_refused(name):
+    case = REGISTRY[name]
+    x0, x1 = _clouds(N, 2, 22)
+    cond = _conds(N, 23, "mixed")
+    if case.floats:
+        _check_valid(case, _PAIR(case.coupling, jax.random.key(0), x0, x1, cond), N, x0, x1, cond)
+    else:
+        for c in (cond, cond["v"][1]):  # a pytree, and a bare (B,) float vector
+            with pytest.raises(ValueError, match="cond_weight is None.*give cond_weight"):
+                case.coupling(jax.random.key(0), x0, x1, c, c)
+
+
+@pytest.mark.parametrize("name", OT_CW_NAMES)
+def test_contract_large_cond_weight_matches_conditions(name):
+    # C2OT: source row i carries data row i's condition; a heavy weight pairs equal conditions
+    case = REGISTRY[name]
+    x0, x1 = _clouds(N, 2, 24)
+    heavy = dataclasses.replace(case.coupling, cond_weight=1e3)
+    cond = _conds(N, 25, "mixed")  # labels and floats: both apply
+    pairing = _PAIR(heavy, jax.random.key(3), x0, x1, cond)
+    np.testing.assert_array_equal(pairing.source, pairing.target)
+    light = _PAIR(dataclasses.replace(case.coupling, cond_weight=0.0), jax.random.key(3), x0, x1, cond)
+    assert (np.asarray(light.source) != np.asarray(light.target)).any()  # the weight did it
+
+
+@pytest.mark.parametrize("w", [0.0, 0.5, 5.0])
+@pytest.mark.parametrize("kind", ["floats", "mixed"])
+def test_exact_cond_weight_is_the_scipy_optimum_of_the_augmented_cost(w, kind):
+    n = 64
+    x0, x1 = _clouds(n, 3, 26)
+    cond = _conds(n, 27, kind)
+    pairing = C.ExactOTCoupling(cond_weight=w)(jax.random.key(0), x0, x1, cond, cond)
+    sq = lambda a, b: ((np.asarray(a, np.float64).reshape(n, 1, -1)
+                        - np.asarray(b, np.float64).reshape(1, n, -1)) ** 2).sum(-1)
+    floats = [cond] if kind == "floats" else list(cond["v"])
+    aug = sq(x0, x1) + w * sum(sq(c, c) for c in floats)
+    if kind == "mixed":
+        y = np.asarray(cond["y"])
+        aug = np.where(y[:, None] == y[None, :], aug, np.inf)  # forbidden: cross-label pairs
+    r, c = linear_sum_assignment(aug)
+    src, tgt = np.asarray(pairing.source), np.asarray(pairing.target)
+    np.testing.assert_allclose(aug[src, tgt].sum(), aug[r, c].sum(), rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_contract_jit_equals_eager(name):
+    case = REGISTRY[name]
+    x0, x1 = _clouds(N, 2, 20)
+    cond = _conds(N, 21, _richest(case))
+    eager = case.coupling(jax.random.key(2), x0, x1, cond, cond)
+    jitted = _PAIR(case.coupling, jax.random.key(2), x0, x1, cond)
+    np.testing.assert_array_equal(eager.source, jitted.source)
+    np.testing.assert_array_equal(eager.target, jitted.target)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_contract_vmap_equals_loop(name):
+    case, k = REGISTRY[name], 3
+    keys = jax.random.split(jax.random.key(5), k)
+    x0 = jax.random.normal(jax.random.key(6), (k, N, 2))
+    x1 = jax.random.normal(jax.random.key(7), (k, N, 2)) + 1.0
+    kind = _richest(case)
+    cond = jax.tree.map(lambda *a: jnp.stack(a), *[_conds(N, 30 + i, kind) for i in range(k)])
+    batched = jax.jit(jax.vmap(case.coupling))(keys, x0, x1, cond, cond)
+    for i in range(k):
+        ci = jax.tree.map(lambda a: a[i], cond)
+        one = _PAIR(case.coupling, keys[i], x0[i], x1[i], ci)
+        np.testing.assert_array_equal(batched.source[i], one.source)
+        np.testing.assert_array_equal(batched.target[i], one.target)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_contract_leaf_change_does_not_retrace(name):
+    case = REGISTRY[name]
+    x0, x1 = _clouds(N, 2, 31)
+    cond = _conds(N, 32, _richest(case))
+    _PAIR(case.coupling, jax.random.key(0), x0, x1, cond)
+    before = len(_TRACES)
+    _PAIR(case.changed, jax.random.key(1), x0 + 1.0, x1, cond)
+    assert len(_TRACES) == before
+    if case.changed is not case.coupling:
+        assert jax.tree.leaves(case.changed) != jax.tree.leaves(case.coupling)
+
+
+# --- condition inputs -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["independent", "exact-ot", "sinkhorn"])
+def test_integer_label_column_is_a_clear_error(name):
+    x0, x1 = _clouds(4, 2, 33)
+    col = jnp.zeros((4, 1), jnp.int32)
+    with pytest.raises(ValueError, match=r"shape \(4,\).*\(4, 1\).*labels\[:, 0\].*float"):
+        C.get_coupling(name)(jax.random.key(0), x0, x1, col, col)
+
+
+def test_float_labels_in_independent_do_not_reach_lexsort():
+    x0, x1 = _clouds(6, 2, 34)
+    c = jnp.arange(6.0)
+    p = C.IndependentCoupling()(jax.random.key(0), x0, x1, c, c)  # continuous: rows follow
+    np.testing.assert_array_equal(p.source, np.arange(6))
+    np.testing.assert_array_equal(p.target, np.arange(6))
+
+
+def test_several_label_leaves_must_all_match():
+    n = 60
+    x0, x1 = _clouds(n, 2, 35)
+    cond = (_labels(n, 2, 36), jnp.asarray(_labels(n, 3, 37) == 0))  # int and bool labels
+    for coupling in (C.IndependentCoupling(), C.ExactOTCoupling()):
+        p = coupling(jax.random.key(0), x0, x1, cond, cond)
+        for lab in cond:
+            np.testing.assert_array_equal(lab[p.source], lab[p.target])
+
+
+@pytest.mark.parametrize(
+    "c0,c1,match",
+    [
+        ({"a": jnp.zeros(4)}, {"b": jnp.zeros(4)}, "same pytree structure"),
+        ((jnp.zeros(4), jnp.zeros((3, 2))), (jnp.zeros(4), jnp.zeros((3, 2))),
+         r"leading dimension 4 \(x0 has shape \(4, 2\)\), got a leaf of shape \(3, 2\)"),
+        (jnp.zeros(()), jnp.zeros(()), r"leading dimension 4.*shape \(\)"),
+        (jnp.zeros((4, 2)), jnp.zeros((4, 3)), r"agree in shape.*\(4, 2\).*\(4, 3\)"),
+        (jnp.zeros(4, jnp.int32), jnp.zeros(4), "agree in shape and kind"),
+        (jnp.zeros(4, jnp.complex64), jnp.zeros(4, jnp.complex64), "complex64"),
+    ],
+)
+def test_bad_conditions(c0, c1, match):
+    x0, x1 = _clouds(4, 2, 38)
+    with pytest.raises(ValueError, match=match):
+        C.ExactOTCoupling(cond_weight=1.0)(jax.random.key(0), x0, x1, c0, c1)
+
+
+@pytest.mark.parametrize("bad", [-1.0, float("nan"), float("inf")])
+@pytest.mark.parametrize("cls", [C.ExactOTCoupling, C.SinkhornCoupling])
+def test_cond_weight_is_validated(cls, bad):
+    with pytest.raises(ValueError, match="cond_weight must be finite and >= 0"):
+        cls(cond_weight=bad)
+
+
+def test_cond_weight_may_be_traced_and_differentiated_through_nothing():
+    x0, x1 = _clouds(8, 2, 39)
+    c = _conds(8, 40, "floats")
+    f = jax.jit(lambda w: C.ExactOTCoupling(cond_weight=w)(jax.random.key(0), x0, x1, c, c).target)
+    np.testing.assert_array_equal(f(1e3), np.arange(8))
+    np.testing.assert_array_equal(f(0.0), C.ExactOTCoupling()(jax.random.key(0), x0, x1).target)

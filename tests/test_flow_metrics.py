@@ -105,3 +105,38 @@ def test_metrics_are_jittable():
     e, s = f(x0)
     np.testing.assert_allclose(e, path_energy(rotation(1.0), x0), rtol=1e-6)
     assert float(s) > 0
+
+
+class Counter:
+    """Counts executed calls of a vector field through a host callback."""
+
+    def __init__(self, field):
+        self.field, self.calls = field, 0
+
+    def _bump(self):
+        self.calls += 1
+
+    def __call__(self, x, t):
+        jax.debug.callback(self._bump)
+        return self.field(x, t)
+
+
+def test_nfe_at_tolerance_is_exact():
+    # the initial-step rule's 2 evaluations included (dopri5: 6 per step + 2)
+    field = Counter(rotation(3.0))
+    nfe = int(nfe_at_tolerance(field, jax.random.normal(jax.random.key(5), (8, 2)), 1e-4, 1e-4))
+    jax.effects_barrier()
+    assert nfe == field.calls and (nfe - 2) % 6 == 0
+
+
+@pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
+def test_failed_solve_raises_eagerly_and_under_jit(jit):
+    # the one error policy (fm.sampling.sample's): step cap, and non-finite fixed steps
+    wrap = jax.jit if jit else (lambda f: f)
+    stiff = lambda x, t: -1e4 * (x - jnp.cos(t)[:, None])
+    with pytest.raises(RuntimeError, match="raise max_steps"):
+        jax.block_until_ready(wrap(lambda x: flow_integrals(stiff, x, max_steps=8)["x1"])(jnp.ones((2, 2))))
+    with pytest.raises(RuntimeError, match="non-finite"):
+        jax.block_until_ready(
+            wrap(lambda x: path_energy(lambda y, t: y * jnp.nan, x, solver="rk4", num_steps=4))(
+                jnp.ones((2, 2))))

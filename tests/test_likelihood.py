@@ -2,6 +2,7 @@
 
 import argparse
 
+import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -184,7 +185,7 @@ def test_bad_arguments(kwargs, match):
         log_prob(v, jnp.ones((3, 2)), **kwargs)
 
 
-def test_bad_inputs_and_non_finite_results():
+def test_bad_inputs():
     v = lambda x, t: x
     with pytest.raises(ValueError, match="at least 2D"):
         log_prob(v, jnp.ones(3))
@@ -194,14 +195,53 @@ def test_bad_inputs_and_non_finite_results():
         log_prob(v, jnp.ones((3, 2), jnp.int32))
     with pytest.raises(ValueError, match="event_size"):
         bits_per_dim(jnp.zeros(3), 0)
+    with pytest.raises(ValueError, match="recursive, direct, forward, backsolve"):
+        log_prob(v, jnp.ones((3, 2)), adjoint="nope")
+    with pytest.raises(ValueError, match="constant, pid"):
+        log_prob(v, jnp.ones((3, 2)), stepsize_controller="nope")
+
+
+@pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
+def test_failed_solve_raises_or_is_nan_eagerly_and_under_jit(jit):
+    # the one error policy of fm.sampling.sample: a RuntimeError eagerly and under jit alike
+    v = lambda x, t: x
+    wrap = jax.jit if jit else (lambda f: f)
     x_bad = jnp.array([[0.0, 0.0], [jnp.nan, 1.0]])
-    with pytest.raises(ValueError, match="failed|non-finite"):
-        log_prob(v, x_bad)
-    with pytest.raises(ValueError, match="non-finite log-density for 1 of 2"):
-        log_prob(v, jnp.ones((2, 2)), source_log_prob=lambda x0: jnp.array([0.0, -jnp.inf]))
-    # under jit nothing is raised: the failed solve comes back as nan
-    out = jax.jit(lambda x: log_prob(v, x))(x_bad)
-    assert bool(jnp.isnan(out).all())
+    for opts in (dict(max_steps=16), dict(solver="rk4", num_steps=4)):  # adaptive, fixed
+        with pytest.raises(RuntimeError, match="fm.likelihood.log_prob"):
+            jax.block_until_ready(wrap(lambda x, o=opts: log_prob(v, x, **o))(x_bad))
+        out = wrap(lambda x, o=opts: log_prob(v, x, throw=False, **o))(x_bad)
+        assert bool(jnp.isnan(out).all())
+    # the step cap of a stiff field, as sample reports it
+    stiff = lambda x, t: -1e4 * (x - jnp.cos(t)[:, None])
+    with pytest.raises(RuntimeError, match="raise max_steps"):
+        jax.block_until_ready(wrap(lambda x: log_prob(stiff, x, max_steps=8))(jnp.ones((2, 2))))
+
+
+def test_source_log_prob_infinity_passes_through():
+    # -inf outside a bounded source's support is a value, not a failed solve
+    v = lambda x, t: jnp.zeros_like(x)
+    out = log_prob(v, jnp.ones((2, 2)), source_log_prob=lambda x0: jnp.array([0.0, -jnp.inf]))
+    assert float(out[0]) == 0.0 and float(out[1]) == -np.inf
+
+
+def test_solver_options_and_forward_mode():
+    v, mean, cov = gaussian_flow(2)
+    x1 = mean + jax.random.normal(jax.random.key(0), (16, 2)) @ jnp.linalg.cholesky(cov).T
+    ref = mvn_logpdf(x1, mean, cov)
+    fixed = log_prob(v, x1, solver="rk4", num_steps=16)
+    np.testing.assert_allclose(fixed, ref, atol=1e-3)
+    const = log_prob(v, x1, solver="rk4", num_steps=16, stepsize_controller="constant")
+    np.testing.assert_array_equal(const, fixed)
+    pid = log_prob(v, x1, stepsize_controller=diffrax.PIDController(rtol=1e-6, atol=1e-6))
+    np.testing.assert_allclose(pid, ref, atol=1e-4)
+    # jax.jvp through a fixed-step log_prob (the default DirectAdjoint): d logp / d scale of
+    # a field s * x (x1 = e^s x0 for a standard normal x0), against central differences
+    x = jax.random.normal(jax.random.key(1), (4, 2))
+    f = lambda s: log_prob(lambda y, t: s * y, x, solver="rk4", num_steps=8)
+    _, tangent = jax.jvp(f, (jnp.float32(0.3),), (jnp.float32(1.0),))
+    fd = (f(jnp.float32(0.31)) - f(jnp.float32(0.29))) / 0.02
+    np.testing.assert_allclose(tangent, fd, rtol=2e-3, atol=2e-3)
 
 
 def make_run(run_dir, seed=0):

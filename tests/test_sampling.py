@@ -82,28 +82,51 @@ def test_maps_gaussian_to_gaussian(solver, num_steps, tol):
         assert int(res.num_steps) == num_steps and int(res.num_rejected) == 0
 
 
-STAGES = {"euler": 1, "midpoint": 2, "heun": 2, "rk4": 4}
+STAGES = {"euler": 1, "midpoint": 2, "heun": 2, "rk4": 4, "rk4_38": 4}
 
 
 @pytest.mark.parametrize(
-    "solver,num_steps",
+    "solver,num_steps,adjoint",
     # (test_maps_gaussian_to_gaussian counts the other solver / step-size combinations)
-    [("tsit5", 5), ("rk4", None), (diffrax.Dopri8(), 3)],
+    [("tsit5", 5, None), ("rk4", None, None), ("dopri5", None, None), ("tsit5", None, "backsolve"),
+     (diffrax.Dopri8(), 3, None)],
     ids=lambda c: str(c)[:12],
 )
-def test_nfe_is_exact(solver, num_steps):
+def test_nfe_is_exact(solver, num_steps, adjoint):
     x0 = jax.random.normal(jax.random.key(2), (8, 2))
     field = Counter(gaussian_field)
-    res = fm.sampling.sample(field, x0, solver=solver, num_steps=num_steps, rtol=1e-6, atol=1e-6)
+    res = fm.sampling.sample(field, x0, solver=solver, num_steps=num_steps, rtol=1e-6, atol=1e-6,
+                             adjoint=adjoint)
     jax.effects_barrier()
     assert int(res.nfe) == field.calls
     steps = int(res.num_steps)
-    if solver in ("tsit5", "dopri5"):  # 7 stages, first same as last
-        assert int(res.nfe) == 6 * steps + 1
-    elif isinstance(solver, str):
-        assert int(res.nfe) == STAGES[solver] * steps
+    fsal = solver in ("tsit5", "dopri5")  # 7 stages, first same as last
+    if num_steps is not None:
+        assert not fsal or int(res.nfe) == 6 * steps + 1
+    elif adjoint == "backsolve":
+        # the initial-step rule's 2, and the first stage evaluated again (not reused)
+        assert int(res.nfe) == 6 * steps + 3
+    elif fsal:
+        # the initial-step rule's 2, its f(t0, x0) reused as the first stage
+        assert int(res.nfe) == 6 * steps + 2
+    else:
+        assert int(res.nfe) == STAGES[solver] * steps + 2
     if num_steps is None:
         assert steps > 1 and int(res.num_rejected) >= 0
+
+
+def test_initial_step_follows_hairer():
+    # y' = -y, y0 = 1, rtol = atol = 1e-3: d0 = d1 = 1/2e-3, h0 = 0.01, d2 = 1/2e-3 too
+    # (f is linear), so h = min(100 h0, (0.01 / d1)^(1/5)) = (2e-5)^(1/5)
+    from flowjax_fm._ode import initial_step
+
+    dt0, f0 = initial_step(lambda t, y, a: -y, 0.0, 1.0, jnp.ones((4, 2)), None, error_order=5,
+                           rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(float(dt0), (0.01 * 2e-3) ** 0.2, rtol=1e-5)
+    np.testing.assert_array_equal(f0, -jnp.ones((4, 2)))
+    back, _ = initial_step(lambda t, y, a: -y, 1.0, 0.0, jnp.ones((4, 2)), None, error_order=5,
+                           rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(float(back), -float(dt0), rtol=1e-6)
 
 
 def rotation_field(x, t):
@@ -126,6 +149,7 @@ def rotation_flow(x0, t):
         ("midpoint", 2, (8, 32)),
         ("heun", 2, (8, 32)),
         ("rk4", 4, (4, 8, 16)),
+        ("rk4_38", 4, (4, 8, 16)),
     ],
 )
 def test_order_of_convergence(solver, order, steps):
@@ -227,19 +251,158 @@ class Scale:
         return self.rate * x
 
 
-def test_failure_is_raised_or_reported():
+def stiff(x, t):
+    return -1e4 * (x - jnp.cos(t)[:, None])
+
+
+@pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
+def test_failure_is_raised_or_reported(jit):
+    # one policy: the same RuntimeError eagerly and under jit; success=False with throw=False
     x0 = jnp.ones((4, 2))
-    stiff = lambda x, t: -1e4 * (x - jnp.cos(t)[:, None])  # noqa: E731
-    with pytest.raises(Exception, match="raise max_steps"):
-        jax.block_until_ready(fm.sampling.sample(stiff, x0, max_steps=8).x)
-    res = fm.sampling.sample(stiff, x0, max_steps=8, throw=False)
+    wrap = jax.jit if jit else (lambda f: f)
+    run = wrap(lambda x: fm.sampling.sample(stiff, x, max_steps=8))
+    with pytest.raises(RuntimeError, match="raise max_steps"):
+        jax.block_until_ready(run(x0).x)
+    res = wrap(lambda x: fm.sampling.sample(stiff, x, max_steps=8, throw=False))(x0)
     assert not bool(res.success)
+
+
+@pytest.mark.parametrize(
+    "field,solver",
+    [(lambda x, t: x * jnp.nan, "tsit5"), (lambda x, t: 1e3 * x**2, "rk4")],
+    ids=["nan-field", "exploding-rk4"],
+)
+def test_fixed_step_non_finite_is_a_failure(field, solver):
+    x0 = jnp.ones((4, 2))
+    with pytest.raises(RuntimeError, match="non-finite"):
+        jax.block_until_ready(fm.sampling.sample(field, x0, solver=solver, num_steps=10).x)
+    run = jax.jit(lambda x: fm.sampling.sample(field, x, solver=solver, num_steps=10, throw=False))
+    assert not bool(run(x0).success)
+
+
+def test_ts_is_the_step_grid_of_fixed_steps():
+    x0 = jax.random.normal(jax.random.key(9), (16, 2))
+    grid = jnp.array([0.0, 0.1, 0.3, 0.6, 1.0])
+    field = Counter(gaussian_field)
+    res = fm.sampling.sample(field, x0, solver="euler", ts=grid)
+    jax.effects_barrier()
+    # Euler by hand on the uneven grid
+    x, states = x0, [x0]
+    for a, b in zip(grid[:-1], grid[1:], strict=True):
+        x = x + (b - a) * gaussian_field(x, jnp.full((16,), a))
+        states.append(x)
+    np.testing.assert_allclose(res.trajectory, jnp.stack(states), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(res.ts, grid)
+    assert int(res.nfe) == 4 == field.calls and int(res.num_steps) == 4
+    # save times without t0 / t1: those are added to the step grid, not to the output
+    part = fm.sampling.sample(gaussian_field, x0, solver="euler", ts=grid[2:])
+    full = fm.sampling.sample(gaussian_field, x0, solver="euler", ts=jnp.concatenate([grid[:1], grid[2:]]))
+    assert part.trajectory.shape == (3, 16, 2) and int(part.nfe) == 3
+    np.testing.assert_array_equal(part.trajectory, full.trajectory[1:])
+    # rk4 with the constant controller: ts is its grid; on an even grid, num_steps agrees
+    even = fm.sampling.sample(gaussian_field, x0, solver="rk4", ts=jnp.linspace(0, 1, 9),
+                              stepsize_controller="constant")
+    steps = fm.sampling.sample(gaussian_field, x0, solver="rk4", num_steps=8)
+    np.testing.assert_allclose(even.x, steps.x, rtol=1e-6, atol=1e-6)
+    assert int(even.nfe) == int(steps.nfe) == 32
+
+
+def test_ts_saves_an_adaptive_solve_and_backward():
+    x0 = jax.random.normal(jax.random.key(10), (16, 2))
+    ts = jnp.array([0.0, 0.25, 0.7, 1.0])
+    res = fm.sampling.sample(gaussian_field, x0, ts=ts)
+    np.testing.assert_allclose(res.ts, ts)
+    np.testing.assert_allclose(res.trajectory, gaussian_flow(x0, ts), atol=3e-4)
+    assert int(res.num_steps) > 3  # the steps are the solver's own
+    back = fm.sampling.encode(gaussian_field, res.x, ts=ts[::-1], solver="euler")
+    assert back.trajectory.shape == (4, 16, 2) and int(back.nfe) == 3
+
+
+def test_controller_strings_and_objects():
+    x0 = jax.random.normal(jax.random.key(11), (16, 2))
+    default = fm.sampling.sample(gaussian_field, x0, rtol=1e-4, atol=1e-4)
+    pid = fm.sampling.sample(gaussian_field, x0, rtol=1e-4, atol=1e-4, stepsize_controller="pid")
+    obj = fm.sampling.sample(gaussian_field, x0,
+                             stepsize_controller=diffrax.PIDController(rtol=1e-4, atol=1e-4))
+    np.testing.assert_array_equal(pid.x, default.x)
+    np.testing.assert_array_equal(obj.x, default.x)
+    assert int(obj.nfe) == int(default.nfe)
+    # a PI controller (its own coefficients) still counts exactly
+    field = Counter(gaussian_field)
+    pi = diffrax.PIDController(rtol=1e-4, atol=1e-4, pcoeff=0.3, icoeff=0.4)
+    res = fm.sampling.sample(field, x0, stepsize_controller=pi)
+    jax.effects_barrier()
+    assert int(res.nfe) == field.calls
+    fixed = fm.sampling.sample(gaussian_field, x0, solver="rk4", num_steps=4,
+                               stepsize_controller=diffrax.ConstantStepSize())
+    np.testing.assert_array_equal(
+        fixed.x, fm.sampling.sample(gaussian_field, x0, solver="rk4", num_steps=4).x)
+
+
+@pytree_dataclass
+class ScaledGaussian:
+    rate: jax.Array
+
+    def __call__(self, x, t):
+        return self.rate * gaussian_field(x, t)
+
+
+def test_jvp_through_fixed_step_sample_matches_finite_differences():
+    # (the default DirectAdjoint is reverse-mode differentiable too: test_likelihood's
+    # rk4 gradient check runs through it)
+    with jax.enable_x64(True):
+        x0 = jax.random.normal(jax.random.key(12), (8, 2), jnp.float64)
+        u = jax.random.normal(jax.random.key(13), (8, 2), jnp.float64)
+
+        def run(x, rate):
+            return fm.sampling.sample(ScaledGaussian(jnp.asarray(rate)), x, solver="rk4", num_steps=6).x
+
+        # tangents in x0 and in a parameter of the field, against central differences
+        _, tangent = jax.jvp(run, (x0, 1.0), (u, 0.5))
+        eps = 1e-6
+        fd = (run(x0 + eps * u, 1.0 + 0.5 * eps) - run(x0 - eps * u, 1.0 - 0.5 * eps)) / (2 * eps)
+        np.testing.assert_allclose(tangent, fd, rtol=1e-6, atol=1e-8)
+
+
+def test_adjoint_options():
+    x0 = jax.random.normal(jax.random.key(14), (8, 2))
+    ref = fm.sampling.sample(gaussian_field, x0, solver="rk4", num_steps=4).x
+    for adjoint in ("direct", "recursive", "forward", diffrax.RecursiveCheckpointAdjoint()):
+        out = fm.sampling.sample(gaussian_field, x0, solver="rk4", num_steps=4, adjoint=adjoint).x
+        np.testing.assert_allclose(out, ref, rtol=1e-6)
+    # the recursive adjoint is reverse-only: jvp needs a forward-capable one
+    with pytest.raises(TypeError):
+        jax.jvp(lambda x: fm.sampling.sample(gaussian_field, x, solver="rk4", num_steps=4,
+                                             adjoint="recursive").x, (x0,), (x0,))
+    # an adaptive solve is forward-differentiable with adjoint="forward": d x1 / d x0 = s I
+    # for the Gaussian flow map x1 = m + s x0
+    _, tangent = jax.jvp(lambda x: fm.sampling.sample(gaussian_field, x, adjoint="forward").x,
+                         (x0,), (jnp.ones_like(x0),))
+    np.testing.assert_allclose(tangent, S, atol=2e-4)
 
 
 def test_bad_inputs():
     x0 = jnp.zeros((4, 2))
-    with pytest.raises(ValueError, match="euler, midpoint, heun, rk4, tsit5, dopri5"):
+    with pytest.raises(ValueError, match="euler, midpoint, heun, rk4, rk4_38, tsit5, dopri5"):
         fm.sampling.sample(gaussian_field, x0, solver="rk45")
+    with pytest.raises(ValueError, match="recursive, direct, forward, backsolve"):
+        fm.sampling.sample(gaussian_field, x0, adjoint="adjoint")
+    with pytest.raises(ValueError, match="constant, pid"):
+        fm.sampling.sample(gaussian_field, x0, stepsize_controller="adaptive")
+    with pytest.raises(ValueError, match="step-size controller object"):
+        fm.sampling.sample(gaussian_field, x0, stepsize_controller=1e-3)
+    with pytest.raises(ValueError, match="num_steps=None"):
+        fm.sampling.sample(gaussian_field, x0, num_steps=4, stepsize_controller="pid")
+    with pytest.raises(ValueError, match="num_steps=... or ts=..."):
+        fm.sampling.sample(gaussian_field, x0, stepsize_controller="constant")
+    with pytest.raises(ValueError, match="step grid"):
+        fm.sampling.sample(gaussian_field, x0, num_steps=4, ts=jnp.linspace(0, 1, 3))
+    with pytest.raises(ValueError, match="strictly increasing"):
+        fm.sampling.sample(gaussian_field, x0, ts=jnp.array([0.0, 0.6, 0.5, 1.0]))
+    with pytest.raises(ValueError, match="within"):
+        fm.sampling.sample(gaussian_field, x0, ts=jnp.array([0.0, 1.5]))
+    with pytest.raises(ValueError, match="1D"):
+        fm.sampling.sample(gaussian_field, x0, ts=jnp.zeros((2, 2)))
     with pytest.raises(ValueError, match=r"\(4,\)"):
         fm.sampling.sample(gaussian_field, jnp.zeros(4))
     with pytest.raises(ValueError, match="num_steps"):

@@ -73,7 +73,7 @@ def test_bad_input_shape(shape, match):
 
 def test_bad_cond():
     plain = fm.models.UNet(1, channels=8, rngs=nnx.Rngs(0))
-    with pytest.raises(ValueError, match="no class conditioning"):
+    with pytest.raises(ValueError, match="no conditioning"):
         plain(jnp.zeros((2, 8, 8, 1)), jnp.zeros(2), cond=jnp.array([0, 1]))
     cond = fm.models.UNet(1, channels=8, num_classes=3, rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match=r"integer labels of shape \(2,\)"):
@@ -141,3 +141,33 @@ def test_guidance_needs_labels():
         g(jnp.zeros((2, 2)), jnp.zeros(2))
     with pytest.raises(ValueError, match=r"integer labels of shape \(2,\)"):
         g(jnp.zeros((2, 2)), jnp.zeros(2), jnp.zeros((2, 1), jnp.int32))
+
+
+# --- continuous conditions ----------------------------------------------------------------------
+
+
+def test_cond_dim_conditions_null_and_guidance():
+    net = fm.models.UNet(1, channels=8, cond_dim=2, rngs=nnx.Rngs(0))
+    f = _jitted(net)
+    x = jnp.broadcast_to(jax.random.normal(jax.random.key(4), (1, 8, 8, 1)), (4, 8, 8, 1))
+    t = jnp.full((4,), 0.4)
+    null = net.null_cond(4)
+    assert null.shape == (4, 2) and bool(jnp.isnan(null).all())
+    c = jnp.array([[0.0, 0.0], [1.5, -0.5], [jnp.nan, jnp.nan], [0.0, 0.0]])
+    out = f(x, t, cond=c)
+    assert out.shape == x.shape and bool(jnp.isfinite(out).all())
+    assert float(jnp.abs(out[0] - out[1]).max()) > 1e-4  # the condition matters
+    assert float(jnp.abs(out[0] - out[2]).max()) > 1e-4  # null is not the zero condition
+    np.testing.assert_allclose(out[0], out[3], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(f(x, t)[2], out[2], rtol=1e-5, atol=1e-6)  # None = null
+    # guidance over float conditions: w = 0 is the null field, one doubled forward
+    g = fm.sampling.guided_field(f, 0.0, null_cond=jnp.full(2, jnp.nan))
+    np.testing.assert_allclose(g(x, t, c), f(x, t), rtol=1e-4, atol=1e-5)
+
+
+def test_cond_dim_errors():
+    with pytest.raises(ValueError, match="not both"):
+        fm.models.UNet(1, channels=8, num_classes=3, cond_dim=2, rngs=nnx.Rngs(0))
+    net = fm.models.UNet(1, channels=8, cond_dim=2, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match=r"float array of shape \(2, 2\), got shape \(2,\)"):
+        net(jnp.zeros((2, 8, 8, 1)), jnp.zeros(2), cond=jnp.array([0, 1]))

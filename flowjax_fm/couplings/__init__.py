@@ -1,9 +1,18 @@
-"""Minibatch couplings pi(x0, x1): independent, exact OT, entropic (Sinkhorn) OT, label-aware."""
+"""Minibatch couplings pi(x0, x1): independent, exact OT, entropic (Sinkhorn) OT.
+
+``coupling(key, x0, x1, cond0=None, cond1=None) -> Pairing``. Conditions are pytrees whose
+leaves have leading dimension ``B``: integer leaves ``(B,)`` are labels (pairs never cross a
+label); floating leaves ``(B,)`` or ``(B, *c)`` are continuous conditions, which the OT
+couplings weigh into the cost with ``cond_weight`` (C2OT) and refuse without it. An integer
+leaf of any other shape (e.g. ``(B, 1)``) is an error: squeeze it, or cast it to float.
+"""
 
 from flowjax_fm.couplings._assignment import solve_assignment
 from flowjax_fm.couplings._base import (
     AbstractCoupling,
     Pairing,
+    check_batch,
+    condition_cost,
     label_penalty,
     squared_distances,
 )
@@ -22,7 +31,7 @@ def get_coupling(name: str, **kwargs) -> AbstractCoupling:
 
     Examples:
       >>> get_coupling("exact-ot")
-      ExactOTCoupling(method='auto')
+      ExactOTCoupling(method='auto', cond_weight=None)
     """
     if name not in COUPLINGS:
         raise ValueError(f"unknown coupling {name!r}; choose one of {sorted(COUPLINGS)}")
@@ -36,6 +45,8 @@ __all__ = [
     "IndependentCoupling",
     "Pairing",
     "SinkhornCoupling",
+    "check_batch",
+    "condition_cost",
     "get_coupling",
     "label_penalty",
     "solve_assignment",

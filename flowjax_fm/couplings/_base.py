@@ -1,4 +1,11 @@
-r"""Couplings :math:`\pi(x_0, x_1)` on a minibatch: which source row goes with which data row."""
+r"""Couplings :math:`\pi(x_0, x_1)` on a minibatch: which source row goes with which data row.
+
+Conditions are pytrees. Every leaf has leading dimension ``B`` (the batch). Integer (or
+boolean) leaves of shape ``(B,)`` are **labels**: a pair ``(i, j)`` is allowed only when every
+label leaf agrees, ``cond0[i] == cond1[j]``. Floating leaves of shape ``(B, *c)`` are
+**continuous conditions**: an OT coupling with ``cond_weight = w`` adds
+:math:`w \sum_\ell \|c^\ell_{0,i} - c^\ell_{1,j}\|^2` (leaves flattened per row) to its cost.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +13,21 @@ import abc
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from flowjax_fm._pytree import pytree_dataclass
 
-__all__ = ["AbstractCoupling", "Pairing", "check_batch", "squared_distances", "label_penalty"]
+__all__ = [
+    "AbstractCoupling",
+    "Pairing",
+    "check_batch",
+    "check_cond_weight",
+    "condition_cost",
+    "label_penalty",
+    "same_label",
+    "split_cond",
+    "squared_distances",
+]
 
 
 @pytree_dataclass
@@ -45,8 +63,55 @@ class Pairing:
         return jax.tree.map(lambda v: jnp.take(v, self.target, axis=0), a)
 
 
+def _is_label(leaf) -> bool:
+    dtype = jnp.result_type(leaf)
+    return bool(jnp.issubdtype(dtype, jnp.integer) or dtype == jnp.bool_)
+
+
+def _check_cond(cond0, cond1, batch: int, x_shape) -> None:
+    if (cond0 is None) != (cond1 is None):
+        raise ValueError("conditions need both cond0 and cond1 (or neither)")
+    if cond0 is None:
+        return
+    t0, t1 = jax.tree.structure(cond0), jax.tree.structure(cond1)
+    if t0 != t1:
+        raise ValueError(f"cond0 and cond1 must have the same pytree structure, got {t0} and {t1}")
+    for a, b in zip(jax.tree.leaves(cond0), jax.tree.leaves(cond1), strict=True):
+        for name, c in (("cond0", a), ("cond1", b)):
+            shape, dtype = jnp.shape(c), jnp.result_type(c)
+            if not shape or shape[0] != batch:
+                raise ValueError(
+                    f"every leaf of {name} must have leading dimension {batch} (x0 has shape "
+                    f"{tuple(x_shape)}), got a leaf of shape {shape}"
+                )
+            if not (_is_label(c) or jnp.issubdtype(dtype, jnp.floating)):
+                raise ValueError(
+                    f"condition leaves must be integer labels or floating vectors, got a leaf "
+                    f"of {name} with dtype {dtype} and shape {shape}"
+                )
+            if _is_label(c) and shape != (batch,):
+                raise ValueError(
+                    f"integer labels must have shape ({batch},), got a leaf of {name} of shape "
+                    f"{shape}: squeeze a label column (labels[:, 0]), or cast it to float to "
+                    "use it as a continuous condition"
+                )
+        if jnp.shape(a) != jnp.shape(b) or _is_label(a) != _is_label(b):
+            raise ValueError(
+                f"matching leaves of cond0 and cond1 must agree in shape and kind (labels or "
+                f"floats), got {jnp.shape(a)} {jnp.result_type(a)} and {jnp.shape(b)} "
+                f"{jnp.result_type(b)}"
+            )
+
+
 def check_batch(x0, x1, cond0=None, cond1=None) -> int:
-    """Validate a coupling's inputs at trace time and return the batch size."""
+    """Validate a coupling's inputs at trace time and return the batch size.
+
+    Raises:
+      ValueError: ``x0`` / ``x1`` not equal-shaped float batches ``(B, *event)``; only one
+        of ``cond0`` / ``cond1`` given; conditions of other structures, a leaf without
+        leading dimension ``B``, integer labels not of shape ``(B,)``, or a leaf neither
+        integer nor floating.
+    """
     s0, s1 = jnp.shape(x0), jnp.shape(x1)
     if len(s0) < 2 or len(s1) < 2:
         raise ValueError(
@@ -59,17 +124,26 @@ def check_batch(x0, x1, cond0=None, cond1=None) -> int:
     for name, x in (("x0", x0), ("x1", x1)):
         if not jnp.issubdtype(jnp.result_type(x), jnp.floating):
             raise ValueError(f"{name} must be floating point, got dtype {jnp.result_type(x)}")
-    if (cond0 is None) != (cond1 is None):
-        raise ValueError("label-aware pairing needs both cond0 and cond1 (or neither)")
-    if cond0 is not None:
-        for name, c in (("cond0", cond0), ("cond1", cond1)):
-            if jnp.shape(c) != (s0[0],):
-                raise ValueError(
-                    f"{name} must be integer labels of shape ({s0[0]},), got shape {jnp.shape(c)}"
-                )
-            if not jnp.issubdtype(jnp.result_type(c), jnp.integer):
-                raise ValueError(f"{name} must hold integer labels, got dtype {jnp.result_type(c)}")
+    _check_cond(cond0, cond1, s0[0], s0)
     return s0[0]
+
+
+def split_cond(cond) -> tuple[list, list]:
+    """The leaves of a condition pytree split into ``(labels, floats)`` (tree order)."""
+    leaves = jax.tree.leaves(cond)
+    return [c for c in leaves if _is_label(c)], [c for c in leaves if not _is_label(c)]
+
+
+def check_cond_weight(value) -> None:
+    """Check a concrete ``cond_weight`` (finite and ``>= 0``); traced values pass unchecked."""
+    if value is None or isinstance(value, jax.core.Tracer):
+        return
+    try:
+        v = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):  # a placeholder object used by pytree utilities
+        return
+    if not (np.all(np.isfinite(v)) and np.all(v >= 0)):
+        raise ValueError(f"cond_weight must be finite and >= 0 (or None), got {value!r}")
 
 
 def squared_distances(x0: jax.Array, x1: jax.Array) -> jax.Array:
@@ -80,26 +154,68 @@ def squared_distances(x0: jax.Array, x1: jax.Array) -> jax.Array:
     return jnp.maximum(sq, 0.0)
 
 
-def label_penalty(cost: jax.Array, cond0: jax.Array, cond1: jax.Array) -> jax.Array:
+def condition_cost(cond0, cond1) -> jax.Array | None:
+    r"""Squared distances between the continuous conditions of two batches, ``(B, B)``.
+
+    .. math:: D_{ij} = \sum_{\ell\ \text{float leaf}} \|c^\ell_{0,i} - c^\ell_{1,j}\|^2
+
+    Integer (label) leaves are skipped; ``None`` when there is no floating leaf.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> c = {"y": jnp.array([0, 1]), "v": jnp.array([[0.0], [2.0]])}
+      >>> condition_cost(c, c).tolist()
+      [[0.0, 4.0], [4.0, 0.0]]
+    """
+    _, floats0 = split_cond(cond0)
+    _, floats1 = split_cond(cond1)
+    if not floats0:
+        return None
+    return sum(squared_distances(a, b) for a, b in zip(floats0, floats1, strict=True))
+
+
+def same_label(cond0, cond1) -> jax.Array | None:
+    """``(B, B)`` bool: ``True`` where every label leaf agrees; ``None`` without labels."""
+    labels0, _ = split_cond(cond0)
+    labels1, _ = split_cond(cond1)
+    if not labels0:
+        return None
+    mask = labels0[0][:, None] == labels1[0][None, :]
+    for a, b in zip(labels0[1:], labels1[1:], strict=True):
+        mask = mask & (a[:, None] == b[None, :])
+    return mask
+
+
+def label_penalty(cost: jax.Array, cond0, cond1) -> jax.Array:
     r"""Add a penalty to the cost of every cross-label pair.
 
     The penalty :math:`B (\max C - \min C) + 1` exceeds what any within-label matching costs in
     total, so an exact solver crosses labels only where the label counts of the two sides
-    differ and a crossing is unavoidable.
+    differ and a crossing is unavoidable. ``cond0`` / ``cond1`` are label arrays ``(B,)`` or
+    condition pytrees (their integer leaves are the labels; float leaves are ignored here).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> label_penalty(jnp.zeros((2, 2)), jnp.array([0, 1]), jnp.array([0, 1])).tolist()
+      [[0.0, 1.0], [1.0, 0.0]]
     """
+    mask = same_label(cond0, cond1)
+    if mask is None:
+        return cost
     n = cost.shape[0]
     penalty = n * (cost.max() - cost.min()) + 1.0
-    return jnp.where(cond0[:, None] == cond1[None, :], cost, cost + penalty)
+    return jnp.where(mask, cost, cost + penalty)
 
 
 class AbstractCoupling(abc.ABC):
     r"""A minibatch coupling: ``coupling(key, x0, x1, cond0=None, cond1=None) -> Pairing``.
 
     Couplings compare samples with each other, so they are batched by nature: ``x0`` and
-    ``x1`` are ``(B, *event)``. Given integer labels ``cond0`` / ``cond1`` of shape ``(B,)``,
-    pairs are made only within equal labels (label-aware coupling); with a permutation
-    coupling this needs the same label counts on both sides (the usual case: give the
-    noise the labels of the data).
+    ``x1`` are ``(B, *event)``. Conditions ``cond0`` / ``cond1`` are pytrees whose leaves have
+    leading dimension ``B``: integer labels ``(B,)`` restrict pairs to equal labels
+    (label-aware coupling; with a permutation coupling this needs the same label counts on
+    both sides, the usual case: give the noise the labels of the data), floating leaves are
+    continuous conditions that OT couplings weigh into the cost through ``cond_weight``.
     """
 
     @abc.abstractmethod
@@ -108,4 +224,6 @@ class AbstractCoupling(abc.ABC):
 
     def __call__(self, key, x0, x1, cond0=None, cond1=None) -> Pairing:
         check_batch(x0, x1, cond0, cond1)
+        if cond0 is not None and not jax.tree.leaves(cond0):
+            cond0 = cond1 = None  # an empty pytree is no condition
         return self.pair(key, x0, x1, cond0, cond1)

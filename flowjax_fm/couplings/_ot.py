@@ -7,9 +7,35 @@ import jax.numpy as jnp
 
 from flowjax_fm._pytree import pytree_dataclass, static_field
 from flowjax_fm.couplings._assignment import solve_assignment
-from flowjax_fm.couplings._base import AbstractCoupling, Pairing, label_penalty, squared_distances
+from flowjax_fm.couplings._base import (
+    AbstractCoupling,
+    Pairing,
+    check_cond_weight,
+    condition_cost,
+    label_penalty,
+    same_label,
+    squared_distances,
+)
 
 __all__ = ["ExactOTCoupling", "SinkhornCoupling"]
+
+
+def _conditioned_cost(name, cond_weight, cost, cond0, cond1):
+    r"""``cost + w * D`` (continuous conditions), then the label penalty (integer labels)."""
+    if cond0 is None:
+        return cost
+    dist = condition_cost(cond0, cond1)
+    if dist is not None:
+        if cond_weight is None:
+            shapes = [tuple(c.shape) for c in jax.tree.leaves(cond0)]
+            raise ValueError(
+                f"{name} got a floating (continuous) condition, leaf shapes {shapes}, but "
+                "cond_weight is None: give cond_weight=w to add w * |c_i - c_j|^2 to the cost "
+                "(C2OT), or pass integer labels (B,) to pair within labels"
+            )
+        cost = cost + jnp.asarray(cond_weight, cost.dtype) * dist.astype(cost.dtype)
+    return label_penalty(cost, cond0, cond1)
+
 
 
 @pytree_dataclass
@@ -25,24 +51,51 @@ class ExactOTCoupling(AbstractCoupling):
     The solver is chosen by ``method`` (see :func:`flowjax_fm.couplings.solve_assignment`);
     the default is the compiled solver called from inside ``jax.jit`` on any backend.
 
+    Conditions (pytrees, see :mod:`flowjax_fm.couplings`): integer labels ``(B,)`` forbid
+    cross-label pairs (exactly optimal within each label); floating conditions enter the cost
+    with weight ``cond_weight`` (C2OT: source row ``i`` carries the condition of data row
+    ``i``, so pass ``cond0 = cond1 = data conditions``),
+
+    .. math:: C_{ij} = \|x_0^i - x_1^j\|^2 + w\,\|c_i - c_j\|^2 .
+
+    Both apply when a condition mixes labels and floats.
+
+    Args:
+      method: assignment solver, ``"auto"``, ``"c"``, ``"scipy"`` or ``"jax"`` (static).
+      cond_weight: ``w >= 0`` for floating conditions (a pytree leaf: a new value does not
+        recompile); ``None`` (default) refuses floating conditions.
+
+    Raises:
+      ValueError: at construction, a concrete ``cond_weight`` that is negative or not finite;
+        at call time, a floating condition with ``cond_weight=None``, or ill-shaped inputs
+        (see :func:`~flowjax_fm.couplings.check_batch`).
+
     Examples:
       >>> import jax, jax.numpy as jnp
       >>> x0 = jnp.array([[0.0], [10.0]]); x1 = jnp.array([[9.0], [1.0]])
       >>> ExactOTCoupling()(jax.random.key(0), x0, x1).target.tolist()
       [1, 0]
+      >>> c = jnp.array([[0.0], [1.0]])  # data row j's condition, also carried by source row j
+      >>> ExactOTCoupling(cond_weight=1e3)(jax.random.key(0), x0, x1, c, c).target.tolist()
+      [0, 1]
 
     References:
-      Tong et al. 2023; Pooladian et al. 2023, Multisample Flow Matching.
+      Tong et al. 2023; Pooladian et al. 2023, Multisample Flow Matching; Cheng et al. 2025,
+      C2OT: Conditional Optimal Transport for Flow Matching.
     """
 
     method: str = static_field(default="auto")
+    cond_weight: float | None = None
+
+    def __post_init__(self):
+        check_cond_weight(self.cond_weight)
 
     def cost(self, x0, x1, cond0=None, cond1=None):
-        """The cost matrix solved (squared distances, plus the label penalty if labels)."""
-        cost = squared_distances(x0, x1)
-        if cond0 is not None:
-            cost = label_penalty(cost, cond0, cond1)
-        return cost
+        """The cost matrix solved: squared distances, ``+ cond_weight *`` the condition cost,
+        plus the label penalty (with labels)."""
+        return _conditioned_cost(
+            "ExactOTCoupling", self.cond_weight, squared_distances(x0, x1), cond0, cond1
+        )
 
     def pair(self, key, x0, x1, cond0=None, cond1=None):
         del key  # deterministic (ties are broken by the solver)
@@ -91,8 +144,17 @@ class SinkhornCoupling(AbstractCoupling):
         at moderate epsilon (2x faster at n = 1,024 and 4,096; 4.5x at epsilon 0.05 on the
         8-Gaussians) but can take more at a very small relative epsilon, hence off by default.
 
-    With labels, the cost of cross-label pairs is penalised and those cells of the plan are
-    set to zero before drawing, so pairs never cross labels (``"pairs"``/``"rows"``).
+      cond_weight: ``w >= 0`` for floating conditions (a pytree leaf): the cost becomes
+        :math:`\|x_0^i - x_1^j\|^2 + w\,\|c_i - c_j\|^2` (C2OT; pass ``cond0 = cond1 =``
+        the data conditions). ``None`` (default) refuses floating conditions.
+        ``relative_epsilon="mean"`` still scales by the mean squared distance of ``x`` alone.
+
+    With labels (integer leaves of the conditions), the cost of cross-label pairs is penalised
+    and those cells of the plan are set to zero before drawing, so pairs never cross labels.
+
+    Raises:
+      ValueError: at construction, a bad option or a negative / non-finite concrete
+        ``cond_weight``; at call time, a floating condition with ``cond_weight=None``.
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -113,8 +175,10 @@ class SinkhornCoupling(AbstractCoupling):
     max_iterations: int = static_field(default=2000)
     inner_iterations: int = static_field(default=10)
     anderson: int = static_field(default=0)
+    cond_weight: float | None = None
 
     def __post_init__(self):
+        check_cond_weight(self.cond_weight)
         if self.anderson < 0 or self.anderson == 1 or self.inner_iterations < 1:
             raise ValueError(
                 f"anderson must be 0 (off) or a memory >= 2 and inner_iterations >= 1, got "
@@ -135,13 +199,12 @@ class SinkhornCoupling(AbstractCoupling):
         from ott.problems.linear import linear_problem
         from ott.solvers.linear import sinkhorn as sinkhorn_lib
 
-        cost = squared_distances(x0, x1).astype(jnp.float32)
-        if cond0 is not None:
-            cost = label_penalty(cost, cond0, cond1)
+        sq = squared_distances(x0, x1).astype(jnp.float32)
+        cost = _conditioned_cost("SinkhornCoupling", self.cond_weight, sq, cond0, cond1)
         # relative epsilon is taken on the squared distances alone (not on the penalty)
         eps = self.epsilon
         if self.relative_epsilon == "mean":
-            eps = eps * jnp.mean(squared_distances(x0, x1))
+            eps = eps * jnp.mean(sq)
         geom = geometry.Geometry(cost_matrix=cost, epsilon=eps)
         from ott.solvers.linear import acceleration
 
@@ -152,8 +215,9 @@ class SinkhornCoupling(AbstractCoupling):
         )
         problem = linear_problem.LinearProblem(geom, tau_a=self.tau_a, tau_b=self.tau_b)
         plan = solver(problem).matrix
-        if cond0 is not None:
-            plan = jnp.where(cond0[:, None] == cond1[None, :], plan, 0.0)
+        mask = None if cond0 is None else same_label(cond0, cond1)
+        if mask is not None:
+            plan = jnp.where(mask, plan, 0.0)
         return plan
 
     def pair(self, key, x0, x1, cond0=None, cond1=None):

@@ -12,8 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from flowjax_fm.sampling._sample import _BatchedField, _check_inputs
-from flowjax_fm.sampling._solvers import resolve_solver
+from flowjax_fm import _ode
 
 __all__ = [
     "ESTIMATORS",
@@ -164,7 +163,7 @@ def divergence(
 class _AugmentedField(eqx.Module):
     """diffrax dynamics of ``(x, delta)``: ``dx/dt = v``, ``d delta/dt = div v``."""
 
-    field: _BatchedField
+    field: _ode.BatchedField
 
     def __call__(self, t, y, args):
         x, _ = y
@@ -189,7 +188,10 @@ def log_prob(
     cond: Any = None,
     t_data: float = 1.0,
     t_source: float = 0.0,
-    max_steps: int = 4096,
+    max_steps: int | None = 4096,
+    throw: bool = True,
+    adjoint: str | diffrax.AbstractAdjoint | None = None,
+    stepsize_controller: str | diffrax.AbstractStepSizeController | None = None,
 ) -> jax.Array:
     r"""Log-density of data under a flow, by the instantaneous change of variables.
 
@@ -210,9 +212,11 @@ def log_prob(
     FFJORD does); the estimate of :math:`\log p_1` is then unbiased too.
 
     Differentiable with respect to anything the vector field closes over (e.g. a model's
-    parameters, to fine-tune by maximum likelihood): diffrax's default
-    ``RecursiveCheckpointAdjoint`` backpropagates through the solver steps (memory grows as
-    :math:`O(\sqrt{\text{steps}})` checkpoints up to ``max_steps``).
+    parameters, to fine-tune by maximum likelihood): adaptive solves use diffrax's
+    ``RecursiveCheckpointAdjoint``, which backpropagates through the solver steps (memory
+    grows as :math:`O(\sqrt{\text{steps}})` checkpoints up to ``max_steps``); fixed-step
+    solves use ``DirectAdjoint`` (forward and reverse mode). ``adjoint`` overrides either
+    (a diffrax adjoint, or ``"recursive"``, ``"direct"``, ``"forward"``, ``"backsolve"``).
 
     Accuracy: the error is controlled jointly on ``x`` and the log-density change. With a
     smooth field the result matches closed forms to about ``rtol`` (1e-6 nats for the
@@ -222,12 +226,13 @@ def log_prob(
     at ``1e-5`` and 3e-3 at ``1e-6``; the same with SiLU 4e-5 and 3e-6): prefer smooth
     activations (``silu``, ``gelu``, ``softplus``, ``tanh``) for likelihood work.
 
-    Errors and ``jit``: arguments and the field's output shape are checked at trace time
-    (``ValueError``). When called eagerly (outside any transformation), a failed solve or a
-    non-finite result also raises ``ValueError``, naming the offending examples. Inside
-    ``jax.jit``/``grad``/``vmap`` the values cannot be read, so no error is raised: examples
-    whose solve failed come back as ``nan`` and non-finite values pass through; check them
-    with ``jnp.isfinite`` after the call.
+    Errors: arguments and the field's output shape are checked at trace time
+    (``ValueError``). The solve follows the one policy of :func:`flowjax_fm.sampling.sample`:
+    it fails when the step cap is reached, the step size collapses, or the state becomes
+    non-finite (fixed steps included); with ``throw=True`` that raises a ``RuntimeError``,
+    eagerly and inside ``jax.jit`` alike; with ``throw=False`` the log-densities of a failed
+    solve come back as ``nan``. A non-finite ``source_log_prob`` value (``-inf`` outside a
+    bounded source's support) is a value, not a failure, and passes through.
 
     Args:
       vector_field: ``v(x, t[, cond=c])``, ``x: (B, *event)``, ``t: (B,)``; row ``i`` of the
@@ -244,14 +249,19 @@ def log_prob(
       cond: optional conditioning passed as ``cond=cond``.
       t_data, t_source: the data and source ends of the time interval.
       max_steps: cap on solver steps (also sizes the gradient checkpoints).
+      throw: raise on a failed solve (else ``nan`` log-densities).
+      adjoint: ``None``, an adjoint name or a diffrax adjoint object (see above).
+      stepsize_controller: ``None`` (from ``num_steps``), ``"pid"``, ``"constant"`` or a
+        diffrax step-size controller.
 
     Returns:
       ``(B,)`` log-densities of ``x1`` in nats.
 
     Raises:
-      ValueError: unknown estimator/probe/solver, ``num_probes < 1``, Hutchinson without a
-        key, ``x1`` not ``(B, *event)`` floating point, a field or ``source_log_prob``
-        returning the wrong shape; eagerly only: failed solve or non-finite result.
+      ValueError: unknown estimator/probe/solver/adjoint/controller, ``num_probes < 1``,
+        Hutchinson without a key, ``x1`` not ``(B, *event)`` floating point, a field or
+        ``source_log_prob`` returning the wrong shape.
+      RuntimeError: (at run time, ``throw=True``) the solve failed.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -266,13 +276,7 @@ def log_prob(
       Chen et al. 2018, Neural Ordinary Differential Equations; Grathwohl et al. 2019, FFJORD.
     """
     _check_estimator(estimator, num_probes, probe, key)
-    if not isinstance(max_steps, int) or isinstance(max_steps, bool) or max_steps < 1:
-        raise ValueError(f"max_steps must be an int >= 1, got {max_steps!r}")
-    solver_obj = resolve_solver(solver)
-    field = _check_inputs(vector_field, x1, cond, num_steps, 2, max_steps)
-    t_data, t_source = float(t_data), float(t_source)
-    if t_data == t_source:
-        raise ValueError(f"t_data and t_source must differ, got {t_data}")
+    field = _ode.check_field(vector_field, x1, cond)
     batch = x1.shape[0]
 
     prior = standard_normal_log_prob if source_log_prob is None else source_log_prob
@@ -293,52 +297,26 @@ def log_prob(
     if estimator == "hutchinson":
         probes = _draw_probes(key, x1.shape, num_probes, probe, x1.dtype)
 
-    if num_steps is None:
-        if not isinstance(solver_obj, diffrax.AbstractAdaptiveSolver):
-            raise ValueError(
-                f"solver {type(solver_obj).__name__} has no error estimate: pass num_steps=..."
-            )
-        controller = diffrax.PIDController(rtol=rtol, atol=atol)
-        dt0 = 0.01 * (t_source - t_data)
-        steps_cap = max_steps
-    else:
-        controller = diffrax.ConstantStepSize()
-        dt0 = (t_source - t_data) / num_steps
-        steps_cap = num_steps
-
-    y0 = (x1, jnp.zeros((batch,), x1.dtype))
-    sol = diffrax.diffeqsolve(
-        diffrax.ODETerm(_AugmentedField(field)),
-        solver_obj,
+    sol = _ode.solve(
+        _AugmentedField(field),
+        (x1, jnp.zeros((batch,), x1.dtype)),
+        args=(cond, probes),
+        solver=solver,
         t0=t_data,
         t1=t_source,
-        dt0=dt0,
-        y0=y0,
-        args=(cond, probes),
-        stepsize_controller=controller,
-        max_steps=steps_cap,
-        throw=False,
+        num_steps=num_steps,
+        rtol=rtol,
+        atol=atol,
+        stepsize_controller=stepsize_controller,
+        adjoint=adjoint,
+        max_steps=max_steps,
+        throw=throw,
+        what="fm.likelihood.log_prob",
     )
     x0, delta = sol.ys[0][-1], sol.ys[1][-1]
     logp = prior(x0).astype(x1.dtype) + delta
-    success = sol.result == diffrax.RESULTS.successful
-    logp = jnp.where(success, logp, jnp.nan)
-
-    if not isinstance(logp, jax.core.Tracer):
-        values = np.asarray(logp)
-        if not bool(success):
-            raise ValueError(
-                f"log_prob: the {type(solver_obj).__name__} solve from t={t_data} to "
-                f"t={t_source} failed ({sol.result}); raise max_steps={steps_cap}, loosen "
-                "rtol/atol, or check the vector field for non-finite values"
-            )
-        bad = np.flatnonzero(~np.isfinite(values))
-        if bad.size:
-            raise ValueError(
-                f"log_prob: non-finite log-density for {bad.size} of {batch} examples "
-                f"(first at index {bad[0]}: {values[bad[0]]}); check the data and "
-                "source_log_prob"
-            )
+    if not throw:
+        logp = jnp.where(sol.success, logp, jnp.nan)
     return logp
 
 

@@ -3,6 +3,7 @@ r"""The conditional flow-matching regression loss."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -12,7 +13,16 @@ from flowjax_fm.couplings._base import check_batch
 from flowjax_fm.paths import AbstractPath
 from flowjax_fm.time_sampling import AbstractTime, UniformTime
 
-__all__ = ["cfm_loss", "call_field", "pair_batch", "paired_cfm_loss", "per_example_keys"]
+__all__ = [
+    "ConditionalSample",
+    "call_field",
+    "cfm_loss",
+    "pair_batch",
+    "paired_cfm_loss",
+    "per_example_keys",
+    "regress",
+    "sample_conditional",
+]
 
 
 def call_field(vector_field, x, t, cond=None):
@@ -31,12 +41,15 @@ def _is_labels(cond, batch: int) -> bool:
 def pair_batch(key, x0, x1, *, coupling: AbstractCoupling, cond=None):
     """Pair a batch with ``coupling``; ``cond`` (data-row conditions) follows the data rows.
 
-    Integer labels of shape ``(B,)`` make the coupling label-aware: the source rows are given
-    the same labels, so no pair crosses labels. Returns ``(x0, x1, cond)`` re-ordered by pairs.
+    The source rows are given the data rows' conditions (``cond0 = cond1 = cond``): integer
+    labels make the coupling pair within labels, float conditions enter an OT coupling's cost
+    through its ``cond_weight`` (C2OT). Returns ``(x0, x1, cond)`` re-ordered by pairs.
     """
-    batch = check_batch(x0, x1)
-    labels = cond if _is_labels(cond, batch) else None
-    pairing = coupling(key, x0, x1, cond0=labels, cond1=labels)
+    check_batch(x0, x1)
+    if cond is None:
+        pairing = coupling(key, x0, x1)
+    else:
+        pairing = coupling(key, x0, x1, cond0=cond, cond1=cond)
     x0, x1 = pairing.apply(x0, x1)
     if cond is not None:
         cond = pairing.apply_target(cond)
@@ -51,6 +64,112 @@ def per_example_keys(key: jax.Array, index: jax.Array) -> jax.Array:
     devices.
     """
     return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, index)
+
+
+class ConditionalSample(NamedTuple):
+    """What :func:`sample_conditional` returns: points on the path and their targets.
+
+    Attributes:
+      t: ``(B,)`` times; x_t: ``(B, *event)`` points on the path; u_t: ``(B, *event)`` the
+      conditional target velocities; noise: the path's ``(B, *event)`` noise (``None`` for a
+      deterministic path); x0, x1: the paired rows; cond: the data rows' conditions,
+      reordered with the pairs (``None`` if none were given).
+    """
+
+    t: jax.Array
+    x_t: jax.Array
+    u_t: jax.Array
+    noise: jax.Array | None
+    x0: jax.Array
+    x1: jax.Array
+    cond: Any
+
+
+def _draw_on_path(key, x0, x1, path, time_sampler, index, cond) -> ConditionalSample:
+    """Times, noise, points and targets for rows that are already paired."""
+    batch = check_batch(x0, x1)
+    if index is None:
+        index = jnp.arange(batch, dtype=jnp.int32)
+    elif jnp.shape(index) != (batch,):
+        raise ValueError(f"index must have shape ({batch},), got {jnp.shape(index)}")
+    k_t, k_noise = jax.random.split(key)
+    t = jax.vmap(lambda k: time_sampler(k, 1, x0.dtype)[0])(per_example_keys(k_t, index))
+    noise = None
+    if path.stochastic:
+        noise = jax.vmap(lambda k: jax.random.normal(k, x0.shape[1:], x0.dtype))(
+            per_example_keys(k_noise, index)
+        )
+    x_t, u_t = jax.vmap(path.sample_and_target)(x0, x1, t, noise)
+    return ConditionalSample(t, x_t, u_t, noise, x0, x1, cond)
+
+
+def sample_conditional(
+    key: jax.Array,
+    x0: jax.Array,
+    x1: jax.Array,
+    *,
+    path: AbstractPath,
+    coupling: AbstractCoupling = IndependentCoupling(),
+    time_sampler: AbstractTime = UniformTime(),
+    cond=None,
+    index: jax.Array | None = None,
+) -> ConditionalSample:
+    r"""Pair a batch, draw times (and noise) and return points on the path with their targets.
+
+    The batched primitive under :func:`cfm_loss` (torchcfm's
+    ``sample_location_and_conditional_flow``): with :math:`(x_0, x_1) \sim \pi`, the pairing
+    of ``coupling``, and :math:`t \sim` ``time_sampler``,
+
+    .. math:: x_t = \psi_t(x_0, x_1, \epsilon), \qquad u_t = \partial_t \psi_t(x_0, x_1, \epsilon)
+
+    for the ``path``'s interpolant :math:`\psi`. Write your own objective on top of it
+    (x1- or noise-prediction, per-pixel weights): the randomness is the same as
+    :func:`cfm_loss`'s for the same ``key``.
+
+    Args:
+      key: a ``jax.random.key``, split into a coupling key and a key for times and noise.
+      x0: source batch ``(B, *event)``; x1: data batch of the same shape.
+      path, coupling, time_sampler: as :func:`cfm_loss`.
+      cond: optional condition of the data rows (a pytree with leading axis ``B``); it
+        follows the pairing.
+      index: optional ``(B,)`` global positions of the examples (time and noise of example
+        ``i`` come from ``fold_in(key, index[i])``; default ``arange(B)``).
+
+    Returns:
+      A :class:`ConditionalSample` ``(t, x_t, u_t, noise, x0, x1, cond)``.
+
+    Raises:
+      ValueError: on mismatched shapes, an empty batch or non-float data.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> import flowjax_fm as fm
+      >>> x0 = jnp.zeros((4, 2)); x1 = jnp.ones((4, 2))
+      >>> t, x_t, u_t = fm.losses.sample_conditional(
+      ...     jax.random.key(0), x0, x1, path=fm.paths.CondOTPath())[:3]
+      >>> bool(jnp.allclose(x_t, t[:, None])), bool(jnp.allclose(u_t, 1.0))
+      (True, True)
+    """
+    k_pair, k_loss = jax.random.split(key)
+    x0, x1, cond = pair_batch(k_pair, x0, x1, coupling=coupling, cond=cond)
+    return _draw_on_path(k_loss, x0, x1, path, time_sampler, index, cond)
+
+
+def regress(vector_field, sample: ConditionalSample, weight=None):
+    """The weighted squared error of ``vector_field`` against ``sample.u_t``: ``(loss, aux)``."""
+    batch = sample.x_t.shape[0]
+    v_t = call_field(vector_field, sample.x_t, sample.t, sample.cond)
+    if jnp.shape(v_t) != jnp.shape(sample.u_t):
+        raise ValueError(
+            f"the vector field returned shape {jnp.shape(v_t)}, expected {jnp.shape(sample.u_t)}"
+        )
+    per_example = jnp.mean(jnp.square(v_t - sample.u_t).reshape(batch, -1), axis=1)
+    if weight is not None:
+        w = weight(sample.t)
+        if jnp.shape(w) != (batch,):
+            raise ValueError(f"weight(t) must return shape ({batch},), got {jnp.shape(w)}")
+        per_example = w * per_example
+    return per_example.mean(), {"per_example": per_example, "t": sample.t}
 
 
 def paired_cfm_loss(
@@ -71,31 +190,8 @@ def paired_cfm_loss(
     noise from ``fold_in(key_t, index[i])`` and ``fold_in(key_noise, index[i])``, where
     ``index`` (default ``arange(B)``) holds the examples' global positions in the batch.
     """
-    batch = check_batch(x0, x1)
-    if index is None:
-        index = jnp.arange(batch, dtype=jnp.int32)
-    elif jnp.shape(index) != (batch,):
-        raise ValueError(f"index must have shape ({batch},), got {jnp.shape(index)}")
-    k_t, k_noise = jax.random.split(key)
-    t = jax.vmap(lambda k: time_sampler(k, 1, x0.dtype)[0])(per_example_keys(k_t, index))
-    noise = None
-    if path.stochastic:
-        noise = jax.vmap(lambda k: jax.random.normal(k, x0.shape[1:], x0.dtype))(
-            per_example_keys(k_noise, index)
-        )
-    x_t, u_t = jax.vmap(path.sample_and_target)(x0, x1, t, noise)
-    v_t = call_field(vector_field, x_t, t, cond)
-    if jnp.shape(v_t) != jnp.shape(u_t):
-        raise ValueError(
-            f"the vector field returned shape {jnp.shape(v_t)}, expected {jnp.shape(u_t)}"
-        )
-    per_example = jnp.mean(jnp.square(v_t - u_t).reshape(batch, -1), axis=1)
-    if weight is not None:
-        w = weight(t)
-        if jnp.shape(w) != (batch,):
-            raise ValueError(f"weight(t) must return shape ({batch},), got {jnp.shape(w)}")
-        per_example = w * per_example
-    return per_example.mean(), {"per_example": per_example, "t": t}
+    sample = _draw_on_path(key, x0, x1, path, time_sampler, index, cond)
+    return regress(vector_field, sample, weight)
 
 
 def cfm_loss(
@@ -132,8 +228,10 @@ def cfm_loss(
       time_sampler: an :class:`~flowjax_fm.time_sampling.AbstractTime`.
       weight: optional ``w(t) -> (B,)`` time weighting.
       cond: optional condition of the **data** rows (a pytree with leading axis ``B``). It
-        follows the pairing (``cond[target]``). Integer labels of shape ``(B,)`` also make the
-        coupling label-aware: the noise rows are given the same labels, so pairs never cross.
+        follows the pairing (``cond[target]``). The noise rows are given the same conditions:
+        integer labels ``(B,)`` make the coupling pair within labels; float conditions enter
+        an OT coupling's cost through its ``cond_weight`` (an OT coupling without one refuses
+        them).
 
     Returns:
       ``(loss, aux)``: the scalar loss and a dict with ``per_example`` ``(B,)`` and ``t`` ``(B,)``.
@@ -151,9 +249,7 @@ def cfm_loss(
       >>> float(loss), aux["per_example"].shape
       (1.0, (4,))
     """
-    k_pair, k_loss = jax.random.split(key)
-    x0, x1, cond = pair_batch(k_pair, x0, x1, coupling=coupling, cond=cond)
-    return paired_cfm_loss(
-        vector_field, k_loss, x0, x1, path=path, time_sampler=time_sampler, weight=weight,
-        cond=cond,
+    sample = sample_conditional(
+        key, x0, x1, path=path, coupling=coupling, time_sampler=time_sampler, cond=cond
     )
+    return regress(vector_field, sample, weight)

@@ -8,6 +8,7 @@ sample shows its class.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -80,18 +81,19 @@ def train_digit_classifier(
         logits = nnx.merge(graphdef, params)(xb)
         return optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean()
 
-    def one(carry, i):
-        params, opt_state = carry
-        k_idx, k_noise = jax.random.split(jax.random.fold_in(k_train, i))
-        idx = jax.random.randint(k_idx, (batch_size,), 0, x.shape[0])
-        xb = x[idx] + noise * jax.random.normal(k_noise, (batch_size, *x.shape[1:]))
-        grads = jax.grad(loss_fn)(params, xb, y[idx])
-        updates, opt_state = opt.update(grads, opt_state, params)
-        return (optax.apply_updates(params, updates), opt_state), None
+    def step(state, key, x0, x1, labels):
+        # the loop's source is N(0, I) noise shaped like the images: the input noise
+        loss, grads = jax.value_and_grad(loss_fn)(state.params, x1 + noise * x0, labels)
+        updates, opt_state = opt.update(grads, state.opt_state, state.params)
+        new = dataclasses.replace(state, params=optax.apply_updates(state.params, updates),
+                                  opt_state=opt_state, step=state.step + 1)
+        return new, {"loss": loss}
 
-    run = jax.jit(lambda p, s: jax.lax.scan(one, (p, s), jnp.arange(steps))[0])
-    params, _ = run(params, opt.init(params))
-    return nnx.merge(graphdef, params)
+    from flowjax_fm.training import fit, init_state
+
+    state, _ = fit(step, init_state(params, opt), k_train, None, (x, y), num_steps=steps,
+                   batch_size=batch_size, progress=False, chunk_size=max(steps, 1))
+    return nnx.merge(graphdef, state.params)
 
 
 def _batched(fn, x, batch: int = 1024) -> np.ndarray:

@@ -11,8 +11,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from flowjax_fm.sampling._sample import _BatchedField, _check_inputs, sample
-from flowjax_fm.sampling._solvers import resolve_solver
+from flowjax_fm import _ode
+from flowjax_fm.sampling._sample import sample
 
 __all__ = ["path_energy", "straightness", "curvature", "flow_integrals", "nfe_at_tolerance", "evaluate"]
 
@@ -22,7 +22,7 @@ VectorField = Callable[..., jax.Array]
 class _Integrands(eqx.Module):
     """Dynamics of ``(x, energy, acceleration)``: ``||v||^2`` and ``||dv/dt + J v||^2`` per example."""
 
-    field: _BatchedField
+    field: _ode.BatchedField
 
     def __call__(self, t, y, args):
         x = y[0]
@@ -70,6 +70,7 @@ def flow_integrals(
 
     Raises:
       ValueError: as :func:`flowjax_fm.sampling.sample`.
+      RuntimeError: (at run time) the solve failed, as :func:`flowjax_fm.sampling.sample`.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -78,27 +79,14 @@ def flow_integrals(
       >>> [round(float(out[k][0]), 4) for k in ("energy", "straightness", "curvature")]
       [8.0, 0.0, 0.0]
     """
-    solver_obj = resolve_solver(solver)
-    field = _check_inputs(vector_field, x0, cond, num_steps, 2, max_steps)
-    if num_steps is None:
-        if not isinstance(solver_obj, diffrax.AbstractAdaptiveSolver):
-            raise ValueError(
-                f"solver {type(solver_obj).__name__} has no error estimate: pass num_steps=..."
-            )
-        controller, dt0, cap = diffrax.PIDController(rtol=rtol, atol=atol), 0.01, max_steps
-    else:
-        controller, dt0, cap = diffrax.ConstantStepSize(), 1.0 / num_steps, num_steps
+    field = _ode.check_field(vector_field, x0, cond)
     zeros = jnp.zeros((x0.shape[0],), x0.dtype)
-    sol = diffrax.diffeqsolve(
-        diffrax.ODETerm(_Integrands(field)), solver_obj, t0=0.0, t1=1.0, dt0=dt0,
-        y0=(x0, zeros, zeros), args=cond, stepsize_controller=controller, max_steps=cap,
-        throw=False,
+    sol = _ode.solve(
+        _Integrands(field), (x0, zeros, zeros), args=cond, solver=solver, t0=0.0, t1=1.0,
+        num_steps=num_steps, rtol=rtol, atol=atol, max_steps=max_steps,
+        what="fm.metrics.flow_integrals",
     )
     x1, energy, acc = (y[-1] for y in sol.ys)
-    x1 = eqx.error_if(
-        x1, sol.result != diffrax.RESULTS.successful,
-        "flow_integrals: the ODE solve failed; raise max_steps or loosen rtol/atol",
-    )
     disp = jnp.sum((x1 - x0).reshape(x0.shape[0], -1) ** 2, axis=1)
     return {
         "energy": energy,
@@ -201,8 +189,11 @@ def nfe_at_tolerance(
 ) -> jax.Array:
     r"""Number of field evaluations an adaptive solver needs to generate from ``x0``.
 
-    .. math:: \mathrm{NFE}(\mathrm{rtol}, \mathrm{atol}) = s \cdot \#\text{steps}
+    .. math:: \mathrm{NFE}(\mathrm{rtol}, \mathrm{atol}) = 2 + s \cdot \#\text{steps}
               \ (\text{less one per step for FSAL methods})
+
+    (the 2 are the evaluations of the initial-step rule; see
+    :func:`flowjax_fm.sampling.sample`).
 
     A practical measure of how hard the flow is to integrate: straighter flows need fewer.
 

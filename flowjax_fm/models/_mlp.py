@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-__all__ = ["MLP", "time_features", "ACTIVATIONS"]
+__all__ = ["MLP", "time_features", "cond_features", "ACTIVATIONS"]
 
 ACTIVATIONS = {
     "selu": jax.nn.selu,
@@ -46,9 +46,24 @@ class MLP(nnx.Module):
     r"""Time-conditioned MLP vector field :math:`v_\theta(x, t)` on flattened events.
 
     ``model(x, t)`` with ``x: (B, *event)``, ``t: (B,)`` returns ``(B, *event)``: the input
-    is the flattened event concatenated with :func:`time_features` of ``t`` (and a learned
-    label embedding when ``num_classes`` is set; label ``num_classes`` is the null class
-    used by classifier-free guidance).
+    is the flattened event concatenated with :func:`time_features` of ``t`` and, for a
+    conditional model, an embedding of the condition:
+
+    .. math:: h_0 = [\,x,\ \phi(t),\ e(c)\,]
+
+    * ``num_classes=K``: ``cond`` is integer labels ``(B,)`` in ``[0, K]`` and :math:`e` a
+      learned embedding; label ``K`` is the null class of classifier-free guidance.
+    * ``cond_dim=k``: ``cond`` is a float array ``(B, k)`` (or ``(B,)`` when ``k = 1``) and
+      :math:`e(c) = [c,\ 0]` for a condition, :math:`e(\varnothing) = [0,\ 1]` for the null
+      condition: the input carries the condition and a null indicator, so the first layer
+      learns the projection of ``c`` and a separate null embedding (its weights on the
+      indicator). A row is null when **all** its entries are NaN, which is what
+      :meth:`null_cond` returns; a row with only some NaN entries is not null and propagates
+      NaN.
+
+    ``model(x, t)`` without ``cond`` on a conditional model means the null condition for the
+    whole batch. A model takes labels or vectors, not both: for labels together with
+    vectors, one-hot the labels into the vector.
 
     Args:
       dim: event size (product of the event shape).
@@ -57,7 +72,14 @@ class MLP(nnx.Module):
       time_frequencies: number of Fourier frequencies of the time embedding (0: ``t`` only,
         as torchcfm does).
       num_classes: optional number of labels for class conditioning (``cond=labels``).
+      class_embed_dim: size of the learned label embedding.
+      cond_dim: optional size ``k`` of a continuous condition (``cond=c``, ``(B, k)`` float).
       rngs: ``nnx.Rngs`` for initialisation.
+
+    Raises:
+      ValueError: at construction, bad sizes or both ``num_classes`` and ``cond_dim``; at
+        call time, ``x`` not of event size ``dim``, ``t`` not ``(B,)``, or a ``cond`` that
+        does not fit the model (quoting its shape and dtype).
 
     Examples:
       >>> import jax.numpy as jnp
@@ -65,6 +87,12 @@ class MLP(nnx.Module):
       >>> model = MLP(2, (16, 16), rngs=nnx.Rngs(0))
       >>> model(jnp.zeros((5, 2)), jnp.zeros(5)).shape
       (5, 2)
+      >>> cmodel = MLP(2, (16,), cond_dim=3, rngs=nnx.Rngs(0))
+      >>> cmodel(jnp.zeros((5, 2)), jnp.zeros(5), cond=jnp.ones((5, 3))).shape
+      (5, 2)
+      >>> bool(jnp.allclose(cmodel(jnp.zeros((5, 2)), jnp.zeros(5)),
+      ...                   cmodel(jnp.zeros((5, 2)), jnp.zeros(5), cond=cmodel.null_cond(5))))
+      True
     """
 
     def __init__(
@@ -76,6 +104,7 @@ class MLP(nnx.Module):
         time_frequencies: int = 0,
         num_classes: int | None = None,
         class_embed_dim: int = 16,
+        cond_dim: int | None = None,
         rngs: nnx.Rngs,
     ):
         if isinstance(activation, str):
@@ -86,19 +115,39 @@ class MLP(nnx.Module):
             activation = ACTIVATIONS[activation]
         if dim < 1 or not hidden or min(hidden) < 1:
             raise ValueError(f"dim and hidden widths must be positive, got {dim} and {hidden}")
+        if num_classes is not None and cond_dim is not None:
+            raise ValueError(
+                f"give num_classes (labels) or cond_dim (vectors), not both; got num_classes="
+                f"{num_classes} and cond_dim={cond_dim} (one-hot the labels into the vector)"
+            )
+        for name, value in (("num_classes", num_classes), ("cond_dim", cond_dim)):
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be a positive int or None, got {value!r}")
         self.dim = dim
         self.activation = activation
         self.time_frequencies = time_frequencies
         self.num_classes = num_classes
+        self.cond_dim = cond_dim
         extra = 1 + 2 * time_frequencies
         if num_classes is not None:
             self.class_embed = nnx.Embed(num_classes + 1, class_embed_dim, rngs=rngs)
             extra += class_embed_dim
+        if cond_dim is not None:
+            extra += cond_dim + 1  # the condition and its null indicator
         widths = [dim + extra, *hidden]
         self.layers = nnx.List(
             [nnx.Linear(a, b, rngs=rngs) for a, b in zip(widths[:-1], widths[1:], strict=True)]
         )
         self.out = nnx.Linear(widths[-1], dim, rngs=rngs)
+
+    def null_cond(self, batch: int):
+        """What "no condition" means for this model, batched: ``(batch,)`` null labels
+        (``num_classes``), ``(batch, cond_dim)`` NaN (the null vector), or ``None``."""
+        if self.num_classes is not None:
+            return jnp.full((batch,), self.num_classes, jnp.int32)
+        if self.cond_dim is not None:
+            return jnp.full((batch, self.cond_dim), jnp.nan, jnp.float32)
+        return None
 
     def __call__(self, x: jax.Array, t: jax.Array, cond: jax.Array | None = None) -> jax.Array:
         batch, event = x.shape[0], x.shape[1:]
@@ -109,13 +158,52 @@ class MLP(nnx.Module):
             raise ValueError(f"t must have shape ({batch},), got {jnp.shape(t)}")
         feats = [flat, time_features(t.astype(flat.dtype), self.time_frequencies)]
         if self.num_classes is not None:
-            labels = (
-                jnp.full((batch,), self.num_classes, jnp.int32) if cond is None else cond
-            )
+            labels = self.null_cond(batch) if cond is None else cond
+            if jnp.shape(labels) != (batch,) or not jnp.issubdtype(
+                jnp.result_type(labels), jnp.integer
+            ):
+                raise ValueError(
+                    f"this MLP takes integer labels of shape ({batch},) as cond, got shape "
+                    f"{jnp.shape(labels)} and dtype {jnp.result_type(labels)}"
+                )
             feats.append(self.class_embed(labels).astype(flat.dtype))
+        elif self.cond_dim is not None:
+            feats.append(cond_features(cond, batch, self.cond_dim, flat.dtype))
         elif cond is not None:
-            raise ValueError("this MLP has no class conditioning (num_classes=None) but got cond")
+            raise ValueError(
+                "this MLP has no conditioning (num_classes=None, cond_dim=None) but got cond"
+            )
         h = jnp.concatenate(feats, axis=-1)
         for layer in self.layers:
             h = self.activation(layer(h))
         return self.out(h).reshape(batch, *event)
+
+
+def cond_features(cond, batch: int, cond_dim: int, dtype) -> jax.Array:
+    r"""A continuous condition ``(B, k)`` and its null indicator as ``(B, k + 1)`` features.
+
+    .. math:: f(c) = [c, 0], \qquad f(\varnothing) = [0, 1]
+
+    A row is null when all its entries are NaN (see :meth:`MLP.null_cond`), or every row when
+    ``cond`` is ``None``. NaN is replaced by 0 *before* any arithmetic, so no NaN reaches the
+    network or its gradients.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> cond_features(jnp.array([[2.0], [jnp.nan]]), 2, 1, jnp.float32).tolist()
+      [[2.0, 0.0], [0.0, 1.0]]
+    """
+    if cond is None:
+        return jnp.concatenate([jnp.zeros((batch, cond_dim), dtype), jnp.ones((batch, 1), dtype)], -1)
+    shape, kind = jnp.shape(cond), jnp.result_type(cond)
+    if cond_dim == 1 and shape == (batch,):
+        cond = cond[:, None]
+        shape = (batch, 1)
+    if shape != (batch, cond_dim) or not jnp.issubdtype(kind, jnp.floating):
+        raise ValueError(
+            f"cond must be a float array of shape ({batch}, {cond_dim}), got shape {shape} "
+            f"and dtype {kind}"
+        )
+    null = jnp.isnan(cond).all(axis=-1, keepdims=True)
+    value = jnp.where(null, 0.0, cond).astype(dtype)
+    return jnp.concatenate([value, null.astype(dtype)], axis=-1)

@@ -9,6 +9,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from flowjax_fm.models._mlp import cond_features
+
 __all__ = ["UNet", "sinusoidal_embedding"]
 
 
@@ -107,9 +109,20 @@ class UNet(nnx.Module):
     SiLU and a 3x3 output convolution. Self-attention also runs in the residual blocks of the
     lowest resolution.
 
-    The embedding is an MLP of :func:`sinusoidal_embedding` of ``t``, plus a learned class
-    embedding when ``num_classes`` is set. Label ``num_classes`` is the null class (the
-    "unconditional" model of classifier-free guidance); ``cond=None`` means all null.
+    The embedding is an MLP of :func:`sinusoidal_embedding` of ``t``, plus a condition
+    embedding:
+
+    .. math:: e = \mathrm{MLP}_t(\phi(t)) + e_c(c)
+
+    * ``num_classes=K``: ``cond`` is integer labels ``(B,)``, :math:`e_c` a learned class
+      embedding; label ``K`` is the null class (the "unconditional" model of classifier-free
+      guidance).
+    * ``cond_dim=k``: ``cond`` is a float array ``(B, k)``, :math:`e_c` a two-layer MLP of
+      ``[c, 0]`` for a condition and of ``[0, 1]`` for the null condition (a row of all NaN,
+      as :meth:`null_cond` returns; see :func:`~flowjax_fm.models._mlp.cond_features`), so
+      the null condition has its own learned embedding, distinct from ``c = 0``.
+
+    ``cond=None`` on a conditional UNet means the null condition for the whole batch.
 
     Args:
       in_channels: image channels ``C`` (also the output channels).
@@ -118,6 +131,7 @@ class UNet(nnx.Module):
         ``H`` and ``W`` must be divisible by ``2 ** (len(channel_mult) - 1)``.
       num_res_blocks: residual blocks per level on the way down (one more on the way up).
       num_classes: optional number of labels for class conditioning.
+      cond_dim: optional size ``k`` of a continuous condition (not with ``num_classes``).
       num_heads: attention heads at the lowest resolution.
       num_groups: GroupNorm groups (the gcd with each width is used).
       rngs: ``nnx.Rngs`` for initialisation.
@@ -125,13 +139,17 @@ class UNet(nnx.Module):
     Raises:
       ValueError: at call time, if ``x`` is not ``(B, H, W, in_channels)`` with ``H`` and
         ``W`` divisible by ``2 ** (len(channel_mult) - 1)``, or ``t`` is not ``(B,)``; if
-        ``cond`` is given to an unconditional UNet or is not ``(B,)`` integer labels.
+        ``cond`` is given to an unconditional UNet, or is not ``(B,)`` integer labels
+        (``num_classes``) / a ``(B, cond_dim)`` float array (``cond_dim``).
 
     Examples:
       >>> import jax.numpy as jnp
       >>> from flax import nnx
       >>> net = UNet(1, channels=8, channel_mult=(1, 2), num_classes=10, rngs=nnx.Rngs(0))
       >>> net(jnp.zeros((2, 8, 8, 1)), jnp.zeros(2), cond=jnp.array([3, 10])).shape
+      (2, 8, 8, 1)
+      >>> vnet = UNet(1, channels=8, channel_mult=(1, 2), cond_dim=3, rngs=nnx.Rngs(0))
+      >>> vnet(jnp.zeros((2, 8, 8, 1)), jnp.zeros(2), cond=jnp.ones((2, 3))).shape
       (2, 8, 8, 1)
     """
 
@@ -143,6 +161,7 @@ class UNet(nnx.Module):
         channel_mult: Sequence[int] = (1, 2),
         num_res_blocks: int = 1,
         num_classes: int | None = None,
+        cond_dim: int | None = None,
         num_heads: int = 4,
         num_groups: int = 8,
         rngs: nnx.Rngs,
@@ -155,9 +174,18 @@ class UNet(nnx.Module):
             )
         if num_res_blocks < 1:
             raise ValueError(f"num_res_blocks must be at least 1, got {num_res_blocks}")
+        if num_classes is not None and cond_dim is not None:
+            raise ValueError(
+                f"give num_classes (labels) or cond_dim (vectors), not both; got num_classes="
+                f"{num_classes} and cond_dim={cond_dim} (one-hot the labels into the vector)"
+            )
+        for name, value in (("num_classes", num_classes), ("cond_dim", cond_dim)):
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be a positive int or None, got {value!r}")
         self.in_channels = in_channels
         self.channel_mult = channel_mult
         self.num_classes = num_classes
+        self.cond_dim = cond_dim
         self.emb_size = 4 * channels
         emb = self.emb_size
         self.time_dim = channels + channels % 2  # sinusoidal features come in sin/cos pairs
@@ -166,6 +194,9 @@ class UNet(nnx.Module):
         self.class_embed = (
             nnx.Embed(num_classes + 1, emb, rngs=rngs) if num_classes is not None else None
         )
+        if cond_dim is not None:
+            self.cond_mlp1 = nnx.Linear(cond_dim + 1, emb, rngs=rngs)
+            self.cond_mlp2 = nnx.Linear(emb, emb, rngs=rngs)
         self.conv_in = nnx.Conv(in_channels, channels, (3, 3), rngs=rngs)
 
         widths = [channels * m for m in channel_mult]
@@ -216,9 +247,11 @@ class UNet(nnx.Module):
             )
         if jnp.shape(t) != (shape[0],):
             raise ValueError(f"t must have shape ({shape[0]},), got {jnp.shape(t)}")
-        if cond is not None:
+        if cond is not None and self.cond_dim is None:
             if self.class_embed is None:
-                raise ValueError("this UNet has no class conditioning (num_classes=None) but got cond")
+                raise ValueError(
+                    "this UNet has no conditioning (num_classes=None, cond_dim=None) but got cond"
+                )
             if jnp.shape(cond) != (shape[0],) or not jnp.issubdtype(
                 jnp.result_type(cond), jnp.integer
             ):
@@ -226,6 +259,15 @@ class UNet(nnx.Module):
                     f"cond must be integer labels of shape ({shape[0]},), got shape "
                     f"{jnp.shape(cond)} and dtype {jnp.result_type(cond)}"
                 )
+
+    def null_cond(self, batch: int):
+        """What "no condition" means for this UNet, batched: ``(batch,)`` null labels
+        (``num_classes``), ``(batch, cond_dim)`` NaN (the null vector), or ``None``."""
+        if self.num_classes is not None:
+            return jnp.full((batch,), self.num_classes, jnp.int32)
+        if self.cond_dim is not None:
+            return jnp.full((batch, self.cond_dim), jnp.nan, jnp.float32)
+        return None
 
     def __call__(self, x: jax.Array, t: jax.Array, cond: jax.Array | None = None) -> jax.Array:
         self._check(x, t, cond)
@@ -235,6 +277,9 @@ class UNet(nnx.Module):
         if self.class_embed is not None:
             labels = jnp.full((batch,), self.num_classes, jnp.int32) if cond is None else cond
             emb = emb + self.class_embed(labels).astype(emb.dtype)
+        if self.cond_dim is not None:
+            feats = cond_features(cond, batch, self.cond_dim, emb.dtype)
+            emb = emb + self.cond_mlp2(jax.nn.silu(self.cond_mlp1(feats)))
 
         h = self.conv_in(x)
         skips = [h]

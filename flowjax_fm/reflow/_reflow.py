@@ -10,14 +10,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from flax import nnx
 
 from flowjax_fm._pytree import pytree_dataclass, static_field
 from flowjax_fm.couplings import IndependentCoupling
 from flowjax_fm.paths import CondOTPath
 from flowjax_fm.sampling import sample
 from flowjax_fm.time_sampling import AbstractTime, UniformTime
-from flowjax_fm.training import TrainState, init_state, make_train_step, run_scan_chunks
+from flowjax_fm.training import TrainState, fit, init_state, make_train_step
 
 __all__ = ["GridTime", "generate_pairs", "paired_sampler", "fit_pairs", "reflow", "distill"]
 
@@ -167,8 +166,8 @@ def fit_pairs(
 ) -> tuple[TrainState, dict[str, np.ndarray]]:
     r"""Train ``step`` on fixed pairs: chunks of steps in one compiled ``lax.scan``.
 
-    Step :math:`s` draws ``batch_size`` pair indices from ``fold_in(key, s)`` (with
-    replacement; the same indices for both ends, see :func:`paired_sampler`) and calls
+    :func:`flowjax_fm.training.fit` with ``paired=True``: the pairs are visited in epochs
+    (every pair once per epoch; the same indices for both ends) and step :math:`s` calls
     ``step(state, k_step, x0[idx], x1[idx])``. With an identity coupling
     (:class:`~flowjax_fm.couplings.IndependentCoupling`) the step trains on exactly these pairs.
     The pairs are arguments of the compiled chunk, not constants baked into it.
@@ -189,29 +188,12 @@ def fit_pairs(
       flowjax_fm.training.NonFiniteLossError: on a non-finite loss.
     """
     _check_pairs(x0, x1)
-    for name, val, low in (("num_steps", num_steps, 0), ("batch_size", batch_size, 1),
-                           ("chunk_size", chunk_size, 1)):
-        if isinstance(val, bool) or not isinstance(val, int) or val < low:
-            raise ValueError(f"{name} must be an int >= {low}, got {val!r}")
-
-    def one(state, data):
-        k_idx, k_step = jax.random.split(jax.random.fold_in(key, state.step))
-        b0, b1 = paired_sampler(*data)(k_idx, batch_size)
-        return step(state, k_step, b0, b1)
-
-    return run_scan_chunks(
-        one, state, (x0, x1), num_steps=num_steps, chunk_size=chunk_size, progress=progress,
-        desc="reflow",
-    )
+    return fit(step, state, key, x0, x1, paired=True, num_steps=num_steps,
+               batch_size=batch_size, chunk_size=chunk_size, progress=progress, desc="reflow")
 
 
 def _start(model, optimizer, params):
-    state = init_state(model, optimizer)
-    if params is None:
-        return state
-    params = jax.tree.map(jnp.asarray, params)
-    return TrainState(params=params, opt_state=optimizer.init(params),
-                      ema=jax.tree.map(jnp.copy, params), step=jnp.zeros((), jnp.int32))
+    return init_state(model if params is None else params, optimizer)
 
 
 def _train_on_pairs(model, key, x0, x1, time_sampler, *, num_steps, batch_size, optimizer,
@@ -226,7 +208,7 @@ def _train_on_pairs(model, key, x0, x1, time_sampler, *, num_steps, batch_size, 
 
 
 def reflow(
-    model: nnx.Module,
+    model,
     key: jax.Array,
     x0: jax.Array,
     x1: jax.Array,
@@ -253,8 +235,8 @@ def reflow(
     trajectories that cross less, so it is straighter and Euler steps are more accurate.
 
     Args:
-      model: a Flax NNX model (its structure; its own parameters start training unless
-        ``params`` is given).
+      model: an NNX or equinox model (its own parameters start training unless ``params``
+        is given), or a plain ``apply(params, x, t, cond=None)`` (then ``params`` is needed).
       key: a ``jax.random.key``.
       x0, x1: paired arrays ``(N, *event)``.
       num_steps: training steps; batch_size: pairs per step.
@@ -290,7 +272,7 @@ def reflow(
 
 
 def distill(
-    model: nnx.Module,
+    model,
     key: jax.Array,
     x0: jax.Array,
     x1: jax.Array,

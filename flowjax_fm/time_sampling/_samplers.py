@@ -62,7 +62,8 @@ class LogitNormalTime(AbstractTime):
 
     def __call__(self, key, n, dtype=jnp.float32):
         z = jax.random.normal(key, (_check_n(n),), dtype)
-        return jax.nn.sigmoid(self.loc + self.scale * z)
+        loc, scale = jnp.asarray(self.loc, dtype), jnp.asarray(self.scale, dtype)
+        return jax.nn.sigmoid(loc + scale * z)
 
 
 @pytree_dataclass

@@ -1,16 +1,21 @@
-"""Training: the train state, the pure step, the scan-chunked loop, checkpoints, the main job."""
+"""Training: the train state, the pure step (a pytree), the one scan-chunked loop, checkpoints.
 
-from flowjax_fm.training._checkpoint import Checkpointer, write_json_atomic
+Models come in three kinds, all handled by one adapter (:func:`as_model`): a Flax NNX module,
+an equinox module, or a plain ``apply(params, x, t, cond=None)`` with a params pytree.
+"""
+
+from flowjax_fm.training._checkpoint import Checkpointer, load_params, save_params, write_json_atomic
+from flowjax_fm.training._data import Batch, BatchPlan
 from flowjax_fm.training._experiment import TrainConfig, load_run, train_and_evaluate
-from flowjax_fm.training._fit import NonFiniteLossError, batch_source, fit, run_scan_chunks
+from flowjax_fm.training._fit import NonFiniteLossError, fit
 from flowjax_fm.training._images import (
     ImageTrainConfig,
     fit_labelled,
     label_dropout,
-    make_conditional_train_step,
     sample_images,
     train_images,
 )
+from flowjax_fm.training._model import ModelApply, as_model
 from flowjax_fm.training._optim import make_optimizer
 from flowjax_fm.training._parallel import (
     data_mesh,
@@ -22,36 +27,43 @@ from flowjax_fm.training._parallel import (
 from flowjax_fm.training._step import (
     TrainState,
     TrainStep,
+    drop_condition,
     init_state,
+    make_conditional_train_step,
     make_train_step,
     make_vector_field,
     split_model,
 )
 
 __all__ = [
+    "Batch",
+    "BatchPlan",
     "Checkpointer",
     "ImageTrainConfig",
+    "ModelApply",
     "NonFiniteLossError",
     "TrainConfig",
     "TrainState",
     "TrainStep",
+    "as_model",
     "data_mesh",
-    "initialize_distributed",
-    "pmap_step",
-    "replicate",
-    "run_scan_chunks",
-    "sample_images",
-    "shard_step",
-    "batch_source",
+    "drop_condition",
     "fit",
     "fit_labelled",
     "init_state",
-    "load_run",
+    "initialize_distributed",
     "label_dropout",
+    "load_params",
+    "load_run",
     "make_conditional_train_step",
     "make_optimizer",
     "make_train_step",
     "make_vector_field",
+    "pmap_step",
+    "replicate",
+    "sample_images",
+    "save_params",
+    "shard_step",
     "split_model",
     "train_and_evaluate",
     "train_images",

@@ -1,14 +1,25 @@
-"""The training loop: chunks of steps inside ``lax.scan``, a progress bar between chunks."""
+r"""The training loop: chunks of steps inside one compiled ``lax.scan``, Python between them.
+
+There is one loop. :func:`fit` takes any step ``step(state, key, x0, x1, cond) -> (state,
+metrics)`` and one batch abstraction (:mod:`flowjax_fm.training._data`): samplers, arrays
+visited in epochs, ``(x, cond)`` arrays, paired arrays, labelled images, a ``transform``
+hook. The compiled chunk is cached on what it depends on (the step's static parts, the batch
+plan, shapes and dtypes), and the step's float hyperparameters are arguments, so a second
+``fit`` with the same step compiles nothing and a sweep of ``sigma`` compiles once.
+"""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["fit", "NonFiniteLossError", "batch_source", "run_scan_chunks"]
+from flowjax_fm._checks import check_int, check_positive_int
+from flowjax_fm.training._data import initial_streams, make_plan
+
+__all__ = ["fit", "NonFiniteLossError"]
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -20,25 +31,127 @@ class NonFiniteLossError(FloatingPointError):
         self.state = state
 
 
-def batch_source(source, name: str):
-    """Turn a sampler ``(key, n) -> (n, *event)`` or an array of points into ``draw(key, n, data)``.
+# -- splitting a step into what is traced and what is static ------------------------------
 
-    Returns ``(draw, data)``: ``data`` is the array (passed to the compiled chunk as an argument,
-    never baked in as a constant) or ``None`` for a sampler. Arrays are drawn with replacement.
+
+def _is_dynamic(leaf) -> bool:
+    """Arrays and Python floats are traced; everything else (functions, ints, strings) is static."""
+    return isinstance(leaf, jax.Array | np.ndarray | np.generic | float) and not isinstance(
+        leaf, bool
+    )
+
+
+class _Static:
+    """The static part of a pytree (treedef and non-array leaves), hashable for ``jit``."""
+
+    def __init__(self, treedef, mask, leaves):
+        self.treedef, self.mask, self.leaves = treedef, mask, leaves
+        self._key = (treedef, mask, tuple(_hash_key(leaf) for leaf in leaves))
+
+    def __hash__(self):
+        return hash(self._key)
+
+    def __eq__(self, other):
+        return isinstance(other, _Static) and self._key == other._key
+
+    def combine(self, dynamic):
+        it_dyn, it_static = iter(dynamic), iter(self.leaves)
+        leaves = [next(it_dyn) if m else next(it_static) for m in self.mask]
+        return jax.tree.unflatten(self.treedef, leaves)
+
+
+class _Ident:
+    def __init__(self, obj):
+        self.obj = obj
+
+    def __hash__(self):
+        return id(self.obj)
+
+    def __eq__(self, other):
+        return isinstance(other, _Ident) and other.obj is self.obj
+
+
+def _hash_key(leaf):
+    try:
+        hash(leaf)
+    except TypeError:
+        return _Ident(leaf)
+    return leaf
+
+
+def _partition(tree):
+    leaves, treedef = jax.tree.flatten(tree)
+    mask = tuple(_is_dynamic(leaf) for leaf in leaves)
+    dynamic = [leaf for leaf, m in zip(leaves, mask, strict=True) if m]
+    static = [leaf for leaf, m in zip(leaves, mask, strict=True) if not m]
+    return dynamic, _Static(treedef, mask, tuple(static))
+
+
+# -- the compiled chunk ------------------------------------------------------------------
+
+
+def _one_step(step, plan, key, data, carry):
+    state, streams = carry
+    batch, streams, epoch = plan.draw(key, state.step, streams, data)
+    k_step = jax.random.split(jax.random.fold_in(key, state.step), 3)[2]
+    if batch.cond is None:
+        new_state, metrics = step(state, k_step, batch.x0, batch.x1)
+    else:
+        new_state, metrics = step(state, k_step, batch.x0, batch.x1, batch.cond)
+    if not isinstance(metrics, dict):
+        raise ValueError(f"a step must return (state, metrics) with metrics a dict, got {type(metrics)}")
+    metrics = dict(metrics, step=state.step)
+    if epoch is not None:
+        metrics["epoch"] = epoch
+    return (new_state, streams), metrics
+
+
+@functools.partial(jax.jit, static_argnames=("static", "plan", "length", "unroll"))
+def _chunk(dynamic, key, data, carry, *, static, plan, length, unroll):
+    step = static.combine(dynamic)
+    body = lambda c, _: _one_step(step, plan, key, data, c)
+    return jax.lax.scan(body, carry, None, length=length, unroll=unroll)
+
+
+_UNROLL_CACHE: dict = {}
+
+
+def _sub_jaxprs(value):
+    """The jaxprs inside an equation parameter (scan / cond / pjit bodies)."""
+    if hasattr(value, "eqns"):
+        yield value
+    elif hasattr(value, "jaxpr") and hasattr(value.jaxpr, "eqns"):
+        yield value.jaxpr
+    elif isinstance(value, tuple | list):
+        for item in value:
+            yield from _sub_jaxprs(item)
+
+
+def _has_convolution(jaxpr) -> bool:
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "conv_general_dilated":
+            return True
+        for value in eqn.params.values():
+            if any(_has_convolution(sub) for sub in _sub_jaxprs(value)):
+                return True
+    return False
+
+
+def _auto_unroll(dynamic, static, plan, key, data, carry) -> int:
+    """Steps per unrolled block on XLA:CPU: 10 for a convolutional step, else 0 (rolled scan).
+
+    XLA:CPU runs convolutions inside a rolled ``while`` loop about 15x slower than outside
+    one (jax 0.10, the package's UNet); an MLP is slower when unrolled. The step's jaxpr says
+    which it is. Other backends always run the rolled scan.
     """
-    if callable(source):
-        return (lambda key, n, data: source(key, n)), None
-    data = jnp.asarray(source)
-    if data.ndim < 2 or data.shape[0] == 0:
-        raise ValueError(f"{name} must be points shaped (N, *event) with N > 0, got {data.shape}")
-    if not jnp.issubdtype(data.dtype, jnp.floating):
-        raise ValueError(f"{name} must be floating point, got dtype {data.dtype}")
-
-    def draw(key, n, data):
-        idx = jax.random.randint(key, (n,), 0, data.shape[0])
-        return jnp.take(data, idx, axis=0)
-
-    return draw, data
+    if jax.default_backend() != "cpu":
+        return 0
+    cache_key = (static, plan)
+    if cache_key not in _UNROLL_CACHE:
+        step = static.combine(dynamic)
+        jaxpr = jax.make_jaxpr(lambda c: _one_step(step, plan, key, data, c))(carry)
+        _UNROLL_CACHE[cache_key] = 10 if _has_convolution(jaxpr.jaxpr) else 0
+    return _UNROLL_CACHE[cache_key]
 
 
 def fit(
@@ -53,32 +166,59 @@ def fit(
     progress: bool = True,
     chunk_size: int = 500,
     on_chunk: Callable | None = None,
+    paired: bool = False,
+    transform: Callable | None = None,
+    unroll: int | None = None,
+    desc: str = "train",
 ):
     r"""Train for ``num_steps`` steps, running chunks of steps inside one compiled ``lax.scan``.
 
-    Step :math:`s` uses ``k = fold_in(key, s)`` split into source, target and step keys, so a
-    run resumed from a saved state continues exactly as the uninterrupted one would. Python
-    only runs between chunks (progress bar, ``on_chunk`` callback, the non-finite check).
+    Step :math:`s` draws its batch from ``k = fold_in(key, s)`` (split into source, target and
+    step keys) and, for arrays, from an endless stream of epochs (every row exactly once per
+    epoch, each epoch a fresh permutation drawn inside the compiled program), so a run resumed
+    from a saved state continues exactly as the uninterrupted one. Python only runs between
+    chunks (progress bar, ``on_chunk``, the non-finite check).
+
+    Compiled chunks are cached on the step's static parts, the batch plan and the shapes: a
+    second call with the same step (and the same samplers, shapes and dtypes) compiles
+    nothing, and the step's float hyperparameters (``sigma``, ``epsilon``, ...) are arguments,
+    so a sweep over them compiles once.
 
     Args:
-      step: a train step ``(state, key, x0, x1) -> (state, metrics)`` (from
-        :func:`make_train_step`, not yet jitted).
+      step: any ``step(state, key, x0, x1[, cond]) -> (state, metrics)`` (from
+        :func:`make_train_step`, a data-parallel driver, or your own function around one);
+        ``metrics`` is a dict, its entries (scalars or per-example arrays) are stacked per
+        step in ``history``.
       state: the :class:`TrainState` to start from (its ``step`` counter is honoured).
       key: a ``jax.random.key``.
-      source, target: samplers ``(key, n) -> (n, *event)`` or arrays of points to draw from.
+      source: a sampler ``(key, n) -> (n, *event)``, an array of points, or ``None`` for
+        standard normal noise shaped like the data.
+      target: a sampler ``(key, n) -> x`` or ``(key, n) -> (x, cond)``; an array ``x``; or a
+        tuple ``(x, cond)`` of arrays with the same leading size (``cond``: labels ``(N,)``
+        int, vectors ``(N, k)`` float, or a pytree). Conditions follow their rows into
+        ``step(state, key, x0, x1, cond)``.
       num_steps: steps to run from ``state.step``; batch_size: examples per step.
       progress: show a tqdm progress bar.
       chunk_size: steps per compiled chunk.
       on_chunk: optional ``on_chunk(state, metrics)`` called after every chunk (checkpoints).
+      paired: ``source`` and ``target`` are arrays whose rows go together (reflow pairs):
+        both are read with the same indices.
+      transform: optional ``transform(key, batch) -> batch`` on each
+        :class:`~flowjax_fm.training.Batch` ``(x0, x1, cond)`` (augmentation, dequantisation).
+      unroll: on XLA:CPU, run each chunk as compiled blocks of this many fully unrolled steps
+        (convolutions are ~15x slower in a rolled loop there); ``None`` decides from the
+        step (10 if it convolves, else 0) and ``0`` always runs one rolled scan. Results do
+        not depend on it.
+      desc: the progress bar's label.
 
     Returns:
-      ``(state, history)`` with ``history`` a dict of numpy arrays, one entry per step
-      (``loss``, ``grad_norm`` and ``step``).
+      ``(state, history)`` with ``history`` a dict of numpy arrays, one entry per step: the
+      step's metrics, ``step`` and, when arrays are read, ``epoch``.
 
     Raises:
-      ValueError: on ``batch_size < 1``, ``num_steps < 0`` or bad data arrays.
-      NonFiniteLossError: when a loss is not finite; it names the step and carries the state
-        from before the failing chunk.
+      ValueError: bad sizes, data arrays or conditions.
+      NonFiniteLossError: when ``metrics["loss"]`` is not finite; it names the step and
+        carries the state from before the failing chunk.
 
     Examples:
       >>> import jax, optax
@@ -92,82 +232,44 @@ def fit(
       ...                   src, num_steps=20, batch_size=8, progress=False, chunk_size=10)
       >>> int(state.step), hist["loss"].shape
       (20, (20,))
+      >>> data = jax.random.normal(jax.random.key(1), (12, 2)) + 3.0  # 12 rows: 3 steps an epoch
+      >>> state, hist = fit(step, fm.training.init_state(model, opt), jax.random.key(0), None,
+      ...                   data, num_steps=7, batch_size=4, progress=False)
+      >>> hist["epoch"].tolist()
+      [0, 0, 0, 1, 1, 1, 2]
     """
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    if not isinstance(num_steps, int) or num_steps < 0:
-        raise ValueError(f"num_steps must be a non-negative int, got {num_steps!r}")
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be positive, got {chunk_size}")
-    draw0, data0 = batch_source(source, "source")
-    draw1, data1 = batch_source(target, "target")
+    batch_size = check_positive_int("batch_size", batch_size)
+    num_steps = check_int("num_steps", num_steps, 0)
+    chunk_size = check_positive_int("chunk_size", chunk_size)
+    if unroll is not None:
+        unroll = check_int("unroll", unroll, 0)
+    if not callable(step):
+        raise TypeError(f"step must be a function (state, key, x0, x1[, cond]); got {type(step)}")
+    plan, data = make_plan(source, target, batch_size=batch_size, paired=paired,
+                           transform=transform)
+    dynamic, static = _partition(step)
+    start = int(jax.device_get(state.step))
+    streams = initial_streams(plan, key, start, data)
 
-    def one(state, data):
-        data0, data1 = data
-        k = jax.random.fold_in(key, state.step)
-        k0, k1, k_step = jax.random.split(k, 3)
-        x0 = draw0(k0, batch_size, data0)
-        x1 = draw1(k1, batch_size, data1)
-        if x0.shape != x1.shape:
-            raise ValueError(
-                f"source and target batches differ in shape: {x0.shape} and {x1.shape}"
-            )
-        return step(state, k_step, x0, x1)
+    def run_block(state, streams, length, unroll_block):
+        (state, streams), metrics = _chunk(
+            dynamic, key, data, (state, streams), static=static, plan=plan, length=length,
+            unroll=unroll_block,
+        )
+        return state, streams, metrics
 
-    return run_scan_chunks(
-        one, state, (data0, data1), num_steps=num_steps, chunk_size=chunk_size,
-        progress=progress, on_chunk=on_chunk, desc="train",
-    )
-
-
-def run_scan_chunks(
-    one: Callable,
-    state,
-    data,
-    *,
-    num_steps: int,
-    chunk_size: int = 500,
-    progress: bool = True,
-    on_chunk: Callable | None = None,
-    desc: str = "train",
-    unroll: int = 0,
-):
-    """The chunk driver behind :func:`fit` (and the image and reflow loops).
-
-    ``one(state, data) -> (state, metrics)`` is one training step; it is scanned ``chunk_size``
-    times per compiled call (``data`` rides along in the carry, an argument rather than a
-    constant of the program). Between chunks: the non-finite check, the progress bar, the
-    ``on_chunk(state, metrics)`` callback. With ``unroll = k > 0`` a chunk runs as compiled
-    blocks of ``k`` fully unrolled steps instead of one rolled scan (convolutional models on
-    XLA:CPU run many times slower inside a rolled loop); results do not depend on it.
-    Returns ``(state, history)``.
-    """
-
-    def body(carry, _):
-        state, data = carry
-        new_state, metrics = one(state, data)
-        return (new_state, data), dict(metrics, step=state.step)
-
-    compiled = {}
-
-    def run_block(state, length):
-        if length not in compiled:
-            compiled[length] = jax.jit(
-                lambda s, d: jax.lax.scan(body, (s, d), None, length=length, unroll=bool(unroll))
-            )
-        (state, _), metrics = compiled[length](state, data)
-        return state, jax.device_get(metrics)
-
-    def run_chunk(state, length):
-        if not unroll:
-            return run_block(state, length)
+    def run_chunk(state, streams, length, block):
+        if not block:
+            state, streams, metrics = run_block(state, streams, length, 1)
+            return state, streams, jax.device_get(metrics)
         parts = []
-        for start in range(0, length, unroll):
-            state, m = run_block(state, min(unroll, length - start))
-            parts.append(m)
-        return state, {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        for begin in range(0, length, block):
+            n = min(block, length - begin)
+            state, streams, m = run_block(state, streams, n, n)
+            parts.append(jax.device_get(m))
+        return state, streams, jax.tree.map(lambda *a: np.concatenate(a), *parts)
 
-    history: dict[str, list[np.ndarray]] = {}
+    history: dict[str, list] = {}
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -175,30 +277,34 @@ def run_scan_chunks(
         bar = tqdm(total=num_steps, desc=desc, unit="step", dynamic_ncols=True)
     done = 0
     try:
+        if num_steps and unroll is None:
+            unroll = _auto_unroll(dynamic, static, plan, key, data, (state, streams))
         while done < num_steps:
             length = min(chunk_size, num_steps - done)
-            new_state, metrics = run_chunk(state, length)
-            metrics = jax.device_get(metrics)
-            losses = np.asarray(metrics["loss"])
-            bad = ~np.isfinite(losses)
-            if bad.any():
-                first = int(np.asarray(metrics["step"])[np.argmax(bad)])
-                raise NonFiniteLossError(
-                    f"non-finite loss ({losses[np.argmax(bad)]}) at step {first}; "
-                    f"keeping the state from step {int(jax.device_get(state.step))}",
-                    step=first,
-                    state=state,
-                )
-            state = new_state
+            new_state, new_streams, metrics = run_chunk(state, streams, length, unroll)
+            if "loss" in metrics:
+                losses = np.asarray(metrics["loss"])
+                bad = ~np.isfinite(losses.reshape(length, -1)).all(axis=1)
+                if bad.any():
+                    first = int(np.asarray(metrics["step"])[np.argmax(bad)])
+                    raise NonFiniteLossError(
+                        f"non-finite loss ({losses[np.argmax(bad)]}) at step {first}; "
+                        f"keeping the state from step {int(jax.device_get(state.step))}",
+                        step=first,
+                        state=state,
+                    )
+            state, streams = new_state, new_streams
             for name, value in metrics.items():
-                history.setdefault(name, []).append(np.asarray(value))
+                history.setdefault(name, []).append(jax.tree.map(np.asarray, value))
             done += length
             if bar is not None:
                 bar.update(length)
-                bar.set_postfix(loss=f"{losses.mean():.4f}")
+                if "loss" in metrics:
+                    bar.set_postfix(loss=f"{np.mean(metrics['loss']):.4f}")
             if on_chunk is not None:
                 on_chunk(state, metrics)
     finally:
         if bar is not None:
             bar.close()
-    return state, {k: np.concatenate(v) for k, v in history.items()} if history else {}
+    concat = lambda parts: jax.tree.map(lambda *a: np.concatenate(a), *parts)
+    return state, {k: concat(v) for k, v in history.items()}

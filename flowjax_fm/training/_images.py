@@ -6,9 +6,8 @@ sampling time :func:`flowjax_fm.sampling.guided_field` mixes the two velocities.
 
 Label-aware OT and label dropout must not interfere: the coupling pairs noise and images using
 the **true** labels (pairs never cross classes), and only the network sees the dropped labels.
-:func:`make_conditional_train_step` therefore pairs the batch first, drops labels second, and
-hands the paired batch to :func:`~flowjax_fm.training.make_train_step`'s step with a coupling
-that keeps the pairs as they are.
+The step of ``make_train_step(..., cond_dropout=p)`` (:func:`make_conditional_train_step`)
+therefore pairs the batch first and drops labels second.
 
 ``train_images(config, workdir)`` is what ``flowjax-fm train --model unet`` runs;
 ``sample_images(run_dir, ...)`` is what ``flowjax-fm sample`` runs on such a run directory.
@@ -28,11 +27,8 @@ import numpy as np
 import optax
 from flax import nnx
 
-from flowjax_fm._pytree import pytree_dataclass
-from flowjax_fm.couplings import AbstractCoupling, IndependentCoupling, Pairing
-from flowjax_fm.paths import AbstractPath
-from flowjax_fm.time_sampling import AbstractTime, UniformTime
-from flowjax_fm.training._step import make_train_step
+from flowjax_fm.couplings import AbstractCoupling
+from flowjax_fm.training._step import drop_condition, make_conditional_train_step, make_train_step
 
 __all__ = [
     "ImageTrainConfig",
@@ -49,31 +45,18 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------------------------
-# label dropout and the conditional step
+# label dropout and the labelled-array loop: thin forms of the general step and loop
 
 
 def label_dropout(key: jax.Array, labels: jax.Array, p, null_label: int) -> jax.Array:
-    r"""Replace each label by ``null_label`` independently with probability ``p``.
-
-    .. math:: \tilde y_i = \begin{cases} \varnothing & u_i < p \\ y_i & \text{else}\end{cases},
-       \qquad u_i \sim U[0, 1)
+    r"""Replace each label by ``null_label`` with probability ``p``: :func:`drop_condition` on labels.
 
     Examples:
       >>> import jax, jax.numpy as jnp
       >>> label_dropout(jax.random.key(0), jnp.arange(4), 1.0, 10).tolist()
       [10, 10, 10, 10]
     """
-    drop = jax.random.uniform(key, jnp.shape(labels)) < p
-    return jnp.where(drop, jnp.asarray(null_label, labels.dtype), labels)
-
-
-@pytree_dataclass
-class _KeepPairs(AbstractCoupling):
-    """The identity pairing, whatever the labels: the batch arrives already paired."""
-
-    def pair(self, key, x0, x1, cond0=None, cond1=None):
-        idx = jnp.arange(x0.shape[0], dtype=jnp.int32)
-        return Pairing(idx, idx)
+    return drop_condition(key, labels, p, jnp.asarray(null_label, jnp.result_type(labels)))
 
 
 def conditional_batch(
@@ -91,8 +74,7 @@ def conditional_batch(
     Returns ``(x0p, x1p, labels_p, model_labels, pairing)``: the paired rows, the true labels of
     the pairs (``labels[pairing.target]``), the labels the network sees (each replaced by
     ``null_label`` with probability ``p``), and the :class:`~flowjax_fm.couplings.Pairing`.
-    The noise rows are given the data rows' labels, so a label-aware coupling pairs within
-    classes (as :func:`~flowjax_fm.losses.cfm_loss` does for labels).
+    This is what the step of ``make_train_step(..., cond_dropout=p)`` does inside.
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -110,91 +92,6 @@ def conditional_batch(
     return x0p, x1p, labels_p, label_dropout(k_drop, labels_p, p, null_label), pairing
 
 
-def make_conditional_train_step(
-    model: nnx.Module,
-    *,
-    optimizer: optax.GradientTransformation,
-    path: AbstractPath,
-    coupling: AbstractCoupling = IndependentCoupling(),
-    time_sampler: AbstractTime = UniformTime(),
-    ema_decay: float | None = None,
-    axis_name: str | None = None,
-    weight=None,
-    dropout: float = 0.1,
-    null_label: int | None = None,
-):
-    r"""Train step with per-example label dropout for classifier-free guidance.
-
-    ``step(state, key, x0, x1, cond=labels) -> (state, metrics)``, the signature of
-    :func:`~flowjax_fm.training.make_train_step`'s step. From ``key`` it draws the coupling
-    on the **true** labels (:func:`conditional_batch`), the dropout mask (each label becomes
-    ``null_label`` with probability ``dropout``), and calls ``make_train_step``'s step on
-    the paired batch with ``cond=dropped_labels`` (and a coupling that keeps the pairs). The
-    loss is then
-
-    .. math:: \mathbb E\, \| v_\theta(x_t, t, \tilde y) - u_t(x_0, x_1) \|^2,
-       \quad (x_0, x_1) \sim \pi_y, \quad \tilde y = \varnothing \text{ w.p. } p
-
-    Args:
-      model: a class-conditional model (``model(x, t, cond=labels)``), e.g.
-        :class:`~flowjax_fm.models.UNet` with ``num_classes``.
-      optimizer, path, coupling, time_sampler, ema_decay, axis_name, weight: as for
-        :func:`~flowjax_fm.training.make_train_step` (``coupling`` is applied here, on the
-        true labels).
-      dropout: probability ``p`` of replacing a label by the null class.
-      null_label: the null class (default ``model.num_classes``).
-
-    Raises:
-      ValueError: if ``null_label`` is not given and the model has no ``num_classes``, or
-        ``dropout`` is outside ``[0, 1]``; when the step is traced, if ``cond`` is missing.
-
-    Examples:
-      >>> import jax, optax
-      >>> from flax import nnx
-      >>> import flowjax_fm as fm
-      >>> model = fm.models.MLP(2, (16,), num_classes=3, rngs=nnx.Rngs(0))
-      >>> opt = optax.adam(1e-3)
-      >>> step = make_conditional_train_step(model, optimizer=opt, path=fm.paths.CondOTPath(),
-      ...                                    dropout=0.2)
-      >>> x1 = jax.random.normal(jax.random.key(1), (6, 2)); y = jax.numpy.arange(6) % 3
-      >>> state, m = step(fm.training.init_state(model, opt), jax.random.key(2), x1 * 0, x1,
-      ...                 cond=y)
-      >>> int(state.step)
-      1
-    """
-    if null_label is None:
-        null_label = getattr(model, "num_classes", None)
-        if null_label is None:
-            raise ValueError("the model has no num_classes: pass null_label=... explicitly")
-    if not 0.0 <= float(dropout) <= 1.0:
-        raise ValueError(f"dropout must be a probability in [0, 1], got {dropout}")
-    inner = make_train_step(
-        model,
-        optimizer=optimizer,
-        path=path,
-        coupling=_KeepPairs(),
-        time_sampler=time_sampler,
-        ema_decay=ema_decay,
-        axis_name=axis_name,
-        weight=weight,
-    )
-
-    def step(state, key, x0, x1, cond=None):
-        if cond is None:
-            raise ValueError("a conditional train step needs labels: step(..., cond=labels)")
-        k_batch, k_step = jax.random.split(key)
-        x0p, x1p, _, model_labels, _ = conditional_batch(
-            k_batch, x0, x1, cond, coupling=coupling, p=dropout, null_label=null_label
-        )
-        return inner(state, k_step, x0p, x1p, cond=model_labels)
-
-    return step
-
-
-# --------------------------------------------------------------------------------------------
-# the training loop for labelled arrays
-
-
 def fit_labelled(
     step: Callable,
     state,
@@ -209,24 +106,11 @@ def fit_labelled(
     on_chunk: Callable | None = None,
     unroll: int | None = None,
 ):
-    r"""Train on labelled images ``(x, y)`` against Gaussian noise, in ``lax.scan`` chunks.
+    r"""Train on labelled images ``(x, y)`` against Gaussian noise: :func:`fit` with ``source=None``.
 
-    Step :math:`s` uses ``fold_in(key, s)`` split into a batch key (indices drawn with
-    replacement), a noise key (:math:`x_0 \sim N(0, I)`) and the step key, and calls
-    ``step(state, k, x0, x1, cond=labels)``. ``y=None`` trains unconditionally.
-
-    ``unroll``: XLA:CPU runs convolutions inside a ``while`` loop (a rolled ``lax.scan``) about
-    15x slower than the same convolutions outside one (measured on jax 0.10.2 with this
-    UNet), so on CPU (``unroll=None`` there means 10) each chunk runs as blocks of ``unroll``
-    steps, each block one fully unrolled ``lax.scan``. ``unroll=0`` (the default on GPU / TPU)
-    runs the whole chunk as one rolled scan. Results do not depend on it.
-
-    Returns:
-      ``(state, history)``; ``history`` has ``loss``, ``grad_norm`` and ``step`` per step.
-
-    Raises:
-      ValueError: bad ``batch_size`` / ``num_steps`` / ``chunk_size``.
-      flowjax_fm.training.NonFiniteLossError: on a non-finite loss (state before the chunk).
+    ``fit(step, state, key, None, (x, y), ...)`` (``y=None``: ``fit(..., None, x, ...)``):
+    the images are visited in epochs, the noise :math:`x_0 \sim N(0, I)` is drawn per step,
+    and the labels follow their images into ``step(state, k, x0, x1, cond=labels)``.
 
     Examples:
       >>> import jax, optax
@@ -234,40 +118,19 @@ def fit_labelled(
       >>> import flowjax_fm as fm
       >>> model = fm.models.MLP(4, (16,), num_classes=2, rngs=nnx.Rngs(0))
       >>> opt = optax.adam(1e-3)
-      >>> step = make_conditional_train_step(model, optimizer=opt, path=fm.paths.CondOTPath())
+      >>> step = fm.training.make_conditional_train_step(model, optimizer=opt,
+      ...                                                path=fm.paths.CondOTPath())
       >>> x = jax.numpy.ones((10, 2, 2, 1)); y = jax.numpy.arange(10) % 2
       >>> state, hist = fit_labelled(step, fm.training.init_state(model, opt), jax.random.key(0),
       ...                            x, y, num_steps=4, batch_size=4, progress=False)
       >>> hist["loss"].shape
       (4,)
     """
-    from flowjax_fm.training._fit import run_scan_chunks
+    from flowjax_fm.training._fit import fit
 
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    if not isinstance(num_steps, int) or num_steps < 0:
-        raise ValueError(f"num_steps must be a non-negative int, got {num_steps!r}")
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be positive, got {chunk_size}")
-    x = jnp.asarray(x)
-    y = None if y is None else jnp.asarray(y, jnp.int32)
-
-    def one(state, data):
-        x, y = data
-        k_idx, k_noise, k_step = jax.random.split(jax.random.fold_in(key, state.step), 3)
-        idx = jax.random.randint(k_idx, (batch_size,), 0, x.shape[0])
-        x1 = jnp.take(x, idx, axis=0)
-        x0 = jax.random.normal(k_noise, x1.shape, x1.dtype)
-        if y is None:
-            return step(state, k_step, x0, x1)
-        return step(state, k_step, x0, x1, cond=jnp.take(y, idx, axis=0))
-
-    if unroll is None:
-        unroll = 10 if jax.default_backend() == "cpu" else 0
-    return run_scan_chunks(
-        one, state, (x, y), num_steps=num_steps, chunk_size=chunk_size, progress=progress,
-        on_chunk=on_chunk, desc="train", unroll=unroll,
-    )
+    target = jnp.asarray(x) if y is None else (jnp.asarray(x), jnp.asarray(y, jnp.int32))
+    return fit(step, state, key, None, target, num_steps=num_steps, batch_size=batch_size,
+               progress=progress, chunk_size=chunk_size, on_chunk=on_chunk, unroll=unroll)
 
 
 # --------------------------------------------------------------------------------------------

@@ -45,6 +45,15 @@ def replicate(tree, mesh: jax.sharding.Mesh):
     return jax.device_put(tree, NamedSharding(mesh, P()))
 
 
+def _check_step(step) -> None:
+    if not isinstance(step, TrainStep):
+        raise TypeError(
+            f"the data-parallel drivers wrap a step from make_train_step (a TrainStep), got "
+            f"{type(step).__name__}: a step of your own can run inside your own shard_map/pmap "
+            "with make_train_step(..., axis_name=...)"
+        )
+
+
 def _check_divisible(x0, n: int) -> None:
     if x0.shape[0] % n:
         raise ValueError(
@@ -75,6 +84,7 @@ def shard_step(step: TrainStep, mesh: jax.sharding.Mesh):
       >>> int(f(fm.training.init_state(model, opt), jax.random.key(1), x, x + 1)[0].step)
       1
     """
+    _check_step(step)
     if len(mesh.axis_names) != 1:
         raise ValueError(f"shard_step takes a one-axis data mesh, got axes {mesh.axis_names}")
     axis = mesh.axis_names[0]
@@ -131,6 +141,7 @@ def pmap_step(step: TrainStep, *, axis_name: str = "batch", devices=None):
       >>> int(f(fm.training.init_state(model, opt), jax.random.key(1), x, x + 1)[0].step)
       1
     """
+    _check_step(step)
     devices = list(devices) if devices is not None else jax.local_devices()
     n = len(devices)
     body = step.for_axis(axis_name, "pmap")

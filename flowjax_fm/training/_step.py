@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import jax
@@ -9,18 +10,21 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from flowjax_fm._pytree import pytree_dataclass
+from flowjax_fm._checks import check_positive_int
+from flowjax_fm._pytree import pytree_dataclass, static_field
 from flowjax_fm.couplings import AbstractCoupling, IndependentCoupling
 from flowjax_fm.couplings._base import check_batch
-from flowjax_fm.losses import pair_batch, paired_cfm_loss
-from flowjax_fm.losses._cfm import _is_labels
+from flowjax_fm.losses import pair_batch, paired_cfm_loss, per_example_keys
 from flowjax_fm.paths import AbstractPath
 from flowjax_fm.time_sampling import AbstractTime, UniformTime
+from flowjax_fm.training._model import ModelApply, as_model, params_of
 
 __all__ = [
     "TrainState",
     "TrainStep",
+    "drop_condition",
     "init_state",
+    "make_conditional_train_step",
     "make_train_step",
     "make_vector_field",
     "split_model",
@@ -32,7 +36,8 @@ class TrainState:
     """Everything that changes during training, as one pytree.
 
     Args:
-      params: the model's ``nnx.Param`` state.
+      params: the trained parameters (an NNX model's ``nnx.Param`` state, an equinox
+        model's float arrays, or the params pytree of a plain apply function).
       opt_state: the optax optimiser state.
       ema: exponential moving average of ``params`` (a copy of them at initialisation).
       step: number of completed steps, int32 scalar.
@@ -45,15 +50,19 @@ class TrainState:
 
 
 def split_model(model: nnx.Module):
-    """Split a model into ``(graphdef, params, rest)`` (``rest`` is non-parameter state)."""
+    """Split an NNX model into ``(graphdef, params, rest)`` (``rest`` is non-parameter state)."""
     return nnx.split(model, nnx.Param, ...)
 
 
-def make_vector_field(model: nnx.Module, params=None):
+def make_vector_field(model, params=None):
     """A plain function ``v(x, t, cond=None)`` evaluating ``model`` with ``params``.
 
-    Uses split/merge and no ``nnx.jit``, so the result composes with ``jax.jit``, ``vmap`` and
-    diffrax like any pure function.
+    ``model`` is an NNX module, an equinox module (``params`` default: their own) or a plain
+    function ``apply(params, x, t, cond=None)`` (``params`` required). No ``nnx.jit``: the
+    result composes with ``jax.jit``, ``vmap`` and diffrax like any pure function.
+
+    Raises:
+      TypeError: for any other kind of model, or a plain function without ``params``.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -63,19 +72,31 @@ def make_vector_field(model: nnx.Module, params=None):
       >>> field = make_vector_field(model)
       >>> field(jnp.zeros((3, 2)), jnp.zeros(3)).shape
       (3, 2)
+      >>> linear = make_vector_field(lambda p, x, t: x @ p, jnp.eye(2))  # a plain apply
+      >>> linear(jnp.ones((3, 2)), jnp.zeros(3)).tolist()[0]
+      [1.0, 1.0]
     """
-    graphdef, own_params, rest = split_model(model)
-    params = own_params if params is None else params
+    apply, own = as_model(model)
+    params = own if params is None else params
+    if params is None:
+        raise TypeError("make_vector_field(apply, params): a plain-function model needs its params")
 
     def field(x, t, cond=None):
-        module = nnx.merge(graphdef, params, rest)
-        return module(x, t) if cond is None else module(x, t, cond=cond)
+        return apply(params, x, t, cond)
 
     return field
 
 
-def init_state(model: nnx.Module, optimizer: optax.GradientTransformation) -> TrainState:
-    """Initial :class:`TrainState` for ``model`` and ``optimizer`` (EMA starts at the params).
+def init_state(model_or_params, optimizer: optax.GradientTransformation) -> TrainState:
+    """Initial :class:`TrainState` for a model's parameters and ``optimizer`` (EMA = params).
+
+    Args:
+      model_or_params: an NNX module, an equinox module, or the params pytree of a plain
+        ``apply(params, x, t, cond=None)`` (for Flax Linen: ``net.init(key, x, t)``).
+      optimizer: an optax transformation.
+
+    Raises:
+      TypeError: for a function, a class, a Linen module, or a pytree with non-array leaves.
 
     Examples:
       >>> import optax
@@ -85,7 +106,7 @@ def init_state(model: nnx.Module, optimizer: optax.GradientTransformation) -> Tr
       >>> int(state.step)
       0
     """
-    _, params, _ = split_model(model)
+    params = params_of(model_or_params)
     return TrainState(
         params=params,
         opt_state=optimizer.init(params),
@@ -94,45 +115,110 @@ def init_state(model: nnx.Module, optimizer: optax.GradientTransformation) -> Tr
     )
 
 
+def drop_condition(key: jax.Array, cond, p, null_cond, index: jax.Array | None = None):
+    r"""Replace each example's condition by ``null_cond`` with probability ``p`` (CFG training).
+
+    .. math:: \tilde c_i = \begin{cases} c_\varnothing & u_i < p \\ c_i & \text{else}\end{cases},
+       \qquad u_i \sim U[0, 1)
+
+    ``cond`` is any pytree with leading axis ``B`` (labels ``(B,)``, vectors ``(B, k)``,
+    dicts); ``null_cond`` has the same structure and holds one example's null condition (or
+    a batched one). ``u_i`` is drawn from ``fold_in(key, index[i])`` (default ``arange(B)``),
+    so the mask does not depend on how the batch is split over devices.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> drop_condition(jax.random.key(0), jnp.arange(4), 1.0, 10).tolist()
+      [10, 10, 10, 10]
+      >>> drop_condition(jax.random.key(0), jnp.ones((2, 3)), 1.0, jnp.zeros(3)).sum().item()
+      0.0
+    """
+    leaves = jax.tree.leaves(cond)
+    if not leaves:
+        raise ValueError("drop_condition: cond has no arrays")
+    batch = jnp.shape(leaves[0])[0]
+    if index is None:
+        index = jnp.arange(batch, dtype=jnp.int32)
+    u = jax.vmap(lambda k: jax.random.uniform(k, ()))(per_example_keys(key, index))
+    drop = u < p
+    try:
+        null_tree = jax.tree.map(lambda _, n: n, cond, null_cond)
+    except ValueError as err:
+        raise ValueError(
+            f"null_cond must have the structure of cond: {jax.tree.structure(cond)} vs "
+            f"{jax.tree.structure(null_cond)}"
+        ) from err
+
+    def mix(c, n):
+        n = jnp.broadcast_to(jnp.asarray(n, jnp.result_type(c)), jnp.shape(c))
+        mask = drop.reshape((batch,) + (1,) * (jnp.ndim(c) - 1))
+        return jnp.where(mask, n, c)
+
+    return jax.tree.map(mix, cond, null_tree)
+
+
 _SCOPES = ("global", "per_shard")
 _MODES = (None, "pmap", "shard_map")
 
 
+@pytree_dataclass
 class TrainStep:
-    """The pure train step returned by :func:`make_train_step`.
+    r"""The pure train step returned by :func:`make_train_step`: a frozen pytree.
 
-    Call it as ``step(state, key, x0, x1, cond=None) -> (state, metrics)``. It is a plain
-    callable (not a pytree): ``jax.jit(step)`` compiles it; :func:`pmap_step` and
-    :func:`shard_step` run the same body on many devices through :meth:`for_axis`.
+    Call it as ``step(state, key, x0, x1, cond=None) -> (state, metrics)``. Its path,
+    coupling, time sampler, EMA decay and condition dropout are pytree children, so their
+    float hyperparameters are leaves: :func:`fit` passes the step into its compiled chunk as
+    an argument, and a new ``sigma`` or ``epsilon`` reuses the compiled program. The model
+    (an :class:`~flowjax_fm.training.ModelApply`), the optimizer, ``weight`` and the
+    device options are static. :func:`pmap_step` and :func:`shard_step` run the same body on
+    many devices through :meth:`for_axis`.
+
+    Fields are those of :func:`make_train_step`; build it through that function.
     """
 
-    def __init__(self, apply, optimizer, path, coupling, time_sampler, weight, ema_decay,
-                 axis_name, mode, coupling_scope, accumulate):
-        if coupling_scope not in _SCOPES:
-            raise ValueError(f"coupling_scope must be one of {_SCOPES}, got {coupling_scope!r}")
-        if mode not in _MODES:
-            raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
-        if not isinstance(accumulate, int) or accumulate < 1:
-            raise ValueError(f"accumulate must be a positive int, got {accumulate!r}")
-        self.apply = apply
-        self.optimizer = optimizer
-        self.path = path
-        self.coupling = coupling
-        self.time_sampler = time_sampler
-        self.weight = weight
-        self.ema_decay = ema_decay
-        self.axis_name = axis_name
-        self.mode = mode if axis_name is not None else None
-        if axis_name is not None and mode is None:
-            self.mode = "pmap"  # ``make_train_step(axis_name=...)`` inside the user's own pmap
-        self.coupling_scope = coupling_scope
-        self.accumulate = accumulate
+    model: ModelApply
+    path: AbstractPath
+    coupling: AbstractCoupling
+    time_sampler: AbstractTime
+    ema_decay: Any
+    cond_dropout: Any
+    null_cond: Any
+    optimizer: optax.GradientTransformation = static_field()
+    weight: Any = static_field(default=None)
+    axis_name: str | None = static_field(default=None)
+    mode: str | None = static_field(default=None)
+    coupling_scope: str = static_field(default="global")
+    accumulate: int = static_field(default=1)
+
+    def __post_init__(self):
+        if self.coupling_scope not in _SCOPES:
+            raise ValueError(f"coupling_scope must be one of {_SCOPES}, got {self.coupling_scope!r}")
+        if self.mode not in _MODES:
+            raise ValueError(f"mode must be one of {_MODES}, got {self.mode!r}")
+        check_positive_int("accumulate", self.accumulate)
+        for name, value in (("ema_decay", self.ema_decay), ("cond_dropout", self.cond_dropout)):
+            if value is not None and _concrete(value) and not 0.0 <= float(value) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {value!r}")
+        if self.cond_dropout is not None and self.null_cond is None:
+            raise ValueError(
+                "condition dropout needs a null condition: pass null_cond=... (for labels, the "
+                "null class; for a model with num_classes it is num_classes)"
+            )
+
+    def __hash__(self):
+        return hash(jax.tree.structure(self))
+
+    def __eq__(self, other):
+        return self is other
+
+    @property
+    def apply(self):
+        """The model as ``apply(params, x, t, cond=None)``."""
+        return self.model
 
     def for_axis(self, axis_name: str, mode: str) -> TrainStep:
         """The same step, to be run under a mapped axis (``mode``: ``"pmap"`` or ``"shard_map"``)."""
-        return TrainStep(self.apply, self.optimizer, self.path, self.coupling, self.time_sampler,
-                         self.weight, self.ema_decay, axis_name, mode, self.coupling_scope,
-                         self.accumulate)
+        return dataclasses.replace(self, axis_name=axis_name, mode=mode)
 
     # -- pieces -------------------------------------------------------------------------
     def _shard_info(self, local_batch: int):
@@ -152,8 +238,10 @@ class TrainStep:
         gather = lambda a: jax.lax.all_gather(a, self.axis_name, axis=0, tiled=True)
         x0g, x1g = gather(x0), gather(x1)
         condg = None if cond is None else jax.tree.map(gather, cond)
-        labels = condg if _is_labels(condg, x0g.shape[0]) else None
-        pairing = self.coupling(key, x0g, x1g, cond0=labels, cond1=labels)
+        if condg is None:
+            pairing = self.coupling(key, x0g, x1g)
+        else:
+            pairing = self.coupling(key, x0g, x1g, cond0=condg, cond1=condg)
         src = jax.lax.dynamic_slice_in_dim(pairing.source, offset, b)
         tgt = jax.lax.dynamic_slice_in_dim(pairing.target, offset, b)
         take = lambda idx: lambda a: jnp.take(a, idx, axis=0)
@@ -161,7 +249,7 @@ class TrainStep:
         return take(src)(x0g), take(tgt)(x1g), cond_p
 
     def _loss(self, params, key, x0, x1, cond, index):
-        field = lambda x, t, cond=None: self.apply(params, x, t, cond)
+        field = lambda x, t, cond=None: self.model(params, x, t, cond)
         loss, _ = paired_cfm_loss(
             field, key, x0, x1, path=self.path, time_sampler=self.time_sampler,
             weight=self.weight, cond=cond, index=index,
@@ -210,6 +298,12 @@ class TrainStep:
         if not paired:
             x0, x1, cond = self._pair(k_pair, x0, x1, cond, offset)
         index = offset + jnp.arange(b, dtype=jnp.int32)
+        if self.cond_dropout is not None:
+            if cond is None:
+                raise ValueError("this step drops conditions for guidance: call it with cond=...")
+            # the pairing used the true conditions; only the network sees the dropped ones
+            k_drop = jax.random.fold_in(key, 2)
+            cond = drop_condition(k_drop, cond, self.cond_dropout, self.null_cond, index)
         loss, grads = self._grads(state.params, k_loss, x0, x1, cond, index)
         if self.mode == "pmap":
             loss = jax.lax.pmean(loss, self.axis_name)
@@ -229,8 +323,27 @@ class TrainStep:
         return new_state, {"loss": loss, "grad_norm": optax.tree.norm(grads)}
 
 
+def _concrete(value) -> bool:
+    return not isinstance(value, jax.core.Tracer)
+
+
+def _default_null(model, cond_dropout, null_cond):
+    """The null condition of ``model`` when the caller gave none (its null class or null_cond)."""
+    if cond_dropout is None or null_cond is not None:
+        return null_cond
+    own = getattr(model, "null_cond", None)
+    if callable(own):
+        return jax.tree.map(lambda a: a[0], own(1))
+    if own is not None:
+        return own
+    classes = getattr(model, "num_classes", None)
+    if classes is not None:
+        return jnp.asarray(classes, jnp.int32)
+    return None
+
+
 def make_train_step(
-    model: nnx.Module,
+    model,
     *,
     optimizer: optax.GradientTransformation,
     path: AbstractPath,
@@ -241,34 +354,51 @@ def make_train_step(
     weight=None,
     coupling_scope: str = "global",
     accumulate: int = 1,
+    cond_dropout: float | None = None,
+    null_cond=None,
 ) -> TrainStep:
     r"""Build the pure train step ``step(state, key, x0, x1, cond=None) -> (state, metrics)``.
 
-    One step pairs the batch with ``coupling`` (key ``k_pair``), draws each example's time and
-    noise from ``fold_in(k_loss, global example index)``, takes the gradient of the CFM loss
+    One step pairs the batch with ``coupling`` (key ``k_pair``; the data rows' conditions
+    ride along: labels keep pairs within a label, float conditions enter an OT cost through
+    ``cond_weight``), draws each example's time and noise from ``fold_in(k_loss, global
+    example index)``, takes the gradient of the CFM loss
     (:func:`~flowjax_fm.losses.paired_cfm_loss`), applies ``optimizer`` and, with
     ``ema_decay``, updates :math:`\bar\theta \leftarrow d\,\bar\theta + (1 - d)\,\theta`.
     ``metrics`` holds ``loss`` and ``grad_norm`` (global L2 norm of the averaged gradient).
+
+    With ``cond_dropout = p`` (classifier-free guidance training) each example's condition
+    is replaced by ``null_cond`` with probability ``p`` *after* the pairing: the coupling
+    sees the true conditions, the network the dropped ones.
 
     The body never mentions devices: :func:`pmap_step` and :func:`shard_step` wrap it. With
     ``axis_name`` (for use inside your own ``jax.pmap``) loss and gradients are averaged over
     that axis exactly once.
 
     Args:
-      model: a Flax NNX model ``model(x, t[, cond])``; only its ``nnx.Param`` s are trained.
+      model: an NNX module or an equinox module called as ``model(x, t[, cond=c])`` on
+        batches, or a plain function ``apply(params, x, t, cond=None)`` (Flax Linen:
+        ``lambda p, x, t: net.apply(p, x, t)``; start from ``init_state(params, optimizer)``).
+        Only an NNX model's ``nnx.Param`` s, or an equinox model's float arrays, are trained.
       optimizer: an optax transformation (chain clipping and schedules into it).
       path, coupling, time_sampler, weight: as in :func:`~flowjax_fm.losses.cfm_loss`.
-      ema_decay: decay of the parameter EMA kept in ``state.ema`` (``None``: not updated).
+      ema_decay: decay in ``[0, 1]`` of the parameter EMA kept in ``state.ema`` (``None``:
+        not updated).
       axis_name: mapped axis name when the step runs inside the caller's ``pmap``.
       coupling_scope: on several devices, ``"global"`` solves one coupling on the gathered
-        global batch (the gather is part of the compiled program; the result does not depend
-        on the device count; cost: an all-gather of both batches and the full ``B x B``
-        problem on every device) or ``"per_shard"`` (each device pairs its own slice: cheaper,
-        ``(B/n)^2`` per device and no gather, but the pairing, and so training, depends on
-        the number of devices).
+        global batch (the result does not depend on the device count) or ``"per_shard"``
+        (each device pairs its own slice: cheaper, but the pairing depends on the number of
+        devices).
       accumulate: split the (per-device) batch into this many micro-batches and average their
         gradients (same result as the full batch, less memory). The coupling is still solved
         on the whole batch.
+      cond_dropout: probability in ``[0, 1]`` of replacing a condition by ``null_cond``.
+      null_cond: one example's null condition (same pytree structure as a condition; default
+        the model's ``null_cond`` or, for a model with ``num_classes``, that null class).
+
+    Raises:
+      TypeError: for a model of another kind (see :func:`~flowjax_fm.training.as_model`).
+      ValueError: bad ``coupling_scope``, ``accumulate``, ``ema_decay`` or ``cond_dropout``.
 
     Examples:
       >>> import jax, optax
@@ -282,11 +412,71 @@ def make_train_step(
       >>> int(state.step), sorted(metrics)
       (1, ['grad_norm', 'loss'])
     """
-    graphdef, _, rest = split_model(model)
+    apply, _ = as_model(model)
+    mode = "pmap" if axis_name is not None else None  # inside the caller's own pmap
+    return TrainStep(
+        model=apply,
+        path=path,
+        coupling=coupling,
+        time_sampler=time_sampler,
+        ema_decay=ema_decay,
+        cond_dropout=cond_dropout,
+        null_cond=_default_null(model, cond_dropout, null_cond),
+        optimizer=optimizer,
+        weight=weight,
+        axis_name=axis_name,
+        mode=mode,
+        coupling_scope=coupling_scope,
+        accumulate=accumulate,
+    )
 
-    def apply(params, x, t, cond=None):
-        module = nnx.merge(graphdef, params, rest)
-        return module(x, t) if cond is None else module(x, t, cond=cond)
 
-    return TrainStep(apply, optimizer, path, coupling, time_sampler, weight, ema_decay,
-                     axis_name, None, coupling_scope, accumulate)
+def make_conditional_train_step(
+    model,
+    *,
+    optimizer: optax.GradientTransformation,
+    path: AbstractPath,
+    coupling: AbstractCoupling = IndependentCoupling(),
+    time_sampler: AbstractTime = UniformTime(),
+    ema_decay: float | None = None,
+    axis_name: str | None = None,
+    weight=None,
+    dropout: float = 0.1,
+    null_label=None,
+) -> TrainStep:
+    r"""A train step with per-example condition dropout for classifier-free guidance.
+
+    :func:`make_train_step` with ``cond_dropout=dropout`` and ``null_cond=null_label``
+    (default: the model's null condition, ``num_classes`` for a class-conditional model).
+    The loss is
+
+    .. math:: \mathbb E\, \| v_\theta(x_t, t, \tilde c) - u_t(x_0, x_1) \|^2,
+       \quad (x_0, x_1) \sim \pi_c, \quad \tilde c = \varnothing \text{ w.p. } p
+
+    Raises:
+      ValueError: if there is no null condition to drop to, or ``dropout`` is outside
+        ``[0, 1]``.
+
+    Examples:
+      >>> import jax, optax
+      >>> from flax import nnx
+      >>> import flowjax_fm as fm
+      >>> model = fm.models.MLP(2, (16,), num_classes=3, rngs=nnx.Rngs(0))
+      >>> opt = optax.adam(1e-3)
+      >>> step = make_conditional_train_step(model, optimizer=opt, path=fm.paths.CondOTPath(),
+      ...                                    dropout=0.2)
+      >>> x1 = jax.random.normal(jax.random.key(1), (6, 2)); y = jax.numpy.arange(6) % 3
+      >>> state, m = step(fm.training.init_state(model, opt), jax.random.key(2), x1 * 0, x1,
+      ...                 cond=y)
+      >>> int(state.step)
+      1
+    """
+    if null_label is None:
+        null_label = _default_null(model, dropout, None)
+        if null_label is None:
+            raise ValueError("the model has no null condition: pass null_label=... explicitly")
+    return make_train_step(
+        model, optimizer=optimizer, path=path, coupling=coupling, time_sampler=time_sampler,
+        ema_decay=ema_decay, axis_name=axis_name, weight=weight, cond_dropout=dropout,
+        null_cond=null_label,
+    )

@@ -1,0 +1,467 @@
+r"""The one diffrax integration path of flowjax_fm (private).
+
+Every ODE solve of the package (:func:`flowjax_fm.sampling.sample` and ``encode``,
+:func:`flowjax_fm.likelihood.log_prob`, the flow metrics) goes through :func:`solve`:
+
+.. math:: \frac{d y}{d t} = f(t, y), \qquad y(t_0) = y_0, \qquad \text{saved at } t_1
+          \text{ or at the times } t_s
+
+It owns what those callers used to write three times: solver resolution, the step-size
+controller (adaptive or fixed steps, strings or diffrax objects), the first adaptive step
+(Hairer's rule), the step cap, the adjoint (how the solve is differentiated), the save
+times, the exact count of field evaluations, and one error policy.
+
+Error policy: a solve *fails* when diffrax reports failure (step cap reached, step size
+collapsed) or when a saved value is not finite (fixed-step solvers never reject a step, so
+without this check ``nan`` would come back as success). With ``throw=True`` a failure raises
+a ``RuntimeError`` through :func:`equinox.error_if`, the same inside and outside
+``jax.jit`` (eagerly an ``equinox.EquinoxRuntimeError``, under ``jit`` a
+``jax.errors.JaxRuntimeError``; both subclass ``RuntimeError`` and carry the message); with
+``throw=False`` nothing raises and ``success`` is False.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from flowjax_fm._checks import is_int
+from flowjax_fm.sampling._solvers import evaluation_plan, resolve_solver
+
+__all__ = [
+    "ADJOINTS",
+    "CONTROLLERS",
+    "BatchedField",
+    "Solution",
+    "check_field",
+    "check_state",
+    "initial_step",
+    "resolve_adjoint",
+    "solve",
+]
+
+ADJOINTS: dict[str, Callable[[], diffrax.AbstractAdjoint]] = {
+    "recursive": diffrax.RecursiveCheckpointAdjoint,
+    "direct": diffrax.DirectAdjoint,
+    "forward": diffrax.ForwardMode,
+    "backsolve": diffrax.BacksolveAdjoint,
+}
+CONTROLLERS = ("constant", "pid")
+
+# adjoints that differentiate through the solver's own steps: a solver state computed before
+# the loop (the first stage of an FSAL method, from the initial-step rule) may be passed in
+_DISCRETE_ADJOINTS = (diffrax.RecursiveCheckpointAdjoint, diffrax.DirectAdjoint, diffrax.ForwardMode)
+
+
+class BatchedField(eqx.Module):
+    """diffrax's ``f(t, y, args)`` from a batched ``v(x, t[, cond=c])``.
+
+    A module (pytree) rather than a closure, so that diffrax's compiled solve is reused
+    across calls with the same vector field, and array leaves of the field (e.g. a Flax NNX
+    model's parameters) are traced rather than baked in as constants.
+    """
+
+    vector_field: Any
+    has_cond: bool = eqx.field(static=True)
+
+    def __call__(self, t, y, args):
+        t_batch = jnp.full((y.shape[0],), t, dtype=y.dtype)
+        if self.has_cond:
+            return self.vector_field(y, t_batch, cond=args)
+        return self.vector_field(y, t_batch)
+
+
+class Solution(NamedTuple):
+    """What :func:`solve` returns.
+
+    ``ys``: the saved states (a pytree shaped like ``y0`` with a leading time axis); ``ts``:
+    the save times; ``nfe``: field evaluations (int32, exact when ``nfe_exact``);
+    ``num_steps`` / ``num_rejected``: attempted / rejected steps; ``success``: bool scalar.
+    """
+
+    ys: Any
+    ts: jax.Array
+    nfe: jax.Array
+    num_steps: jax.Array
+    num_rejected: jax.Array
+    success: jax.Array
+    nfe_exact: bool
+
+
+def check_state(x0, name: str = "x0") -> None:
+    """``x0`` must be a floating-point array of shape ``(B, *event)``."""
+    if not hasattr(x0, "shape") or len(x0.shape) < 2:
+        shape = getattr(x0, "shape", type(x0).__name__)
+        raise ValueError(f"{name} must be batched with shape (B, *event), at least 2D; got {shape}")
+    if not jnp.issubdtype(x0.dtype, jnp.floating):
+        raise ValueError(f"{name} must be a floating-point array, got dtype {x0.dtype}")
+
+
+def check_field(vector_field, x0, cond) -> BatchedField:
+    """Probe ``vector_field`` once at trace time (``jax.eval_shape``); a short ValueError if it fails.
+
+    Returns the field as diffrax's ``f(t, y, args)`` (``args`` is ``cond``).
+    """
+    check_state(x0)
+    field = BatchedField(vector_field, has_cond=cond is not None)
+    t_probe = jax.ShapeDtypeStruct((), x0.dtype)
+    x_probe = jax.ShapeDtypeStruct(x0.shape, x0.dtype)
+    try:
+        # through a lambda: jax caches on the function, and the module may hold tracers
+        out = jax.eval_shape(lambda t, y, c: field(t, y, c), t_probe, x_probe, cond)
+    except Exception as err:  # re-raised as a short ValueError, the original chained
+        how = "v(x, t, cond=cond)" if cond is not None else "v(x, t)"
+        raise ValueError(
+            f"calling the vector field as {how} with x of shape {tuple(x0.shape)} and t of "
+            f"shape ({x0.shape[0]},) failed: {type(err).__name__}: {err}"
+        ) from err
+    if not hasattr(out, "shape") or out.shape != x0.shape or out.dtype != x0.dtype:
+        got = f"{tuple(out.shape)} {out.dtype}" if hasattr(out, "shape") else type(out).__name__
+        raise ValueError(
+            f"the vector field must return the shape and dtype of x, "
+            f"{tuple(x0.shape)} {x0.dtype}; got {got}"
+        )
+    return field
+
+
+def resolve_adjoint(adjoint, fixed: bool) -> diffrax.AbstractAdjoint:
+    """A diffrax adjoint from ``None``, a name in :data:`ADJOINTS`, or an adjoint object.
+
+    ``None`` picks ``DirectAdjoint`` for fixed steps (forward *and* reverse mode; for a
+    known number of steps it runs as fast as the default, measured) and diffrax's
+    ``RecursiveCheckpointAdjoint`` (reverse mode only) for adaptive steps.
+    """
+    if adjoint is None:
+        return diffrax.DirectAdjoint() if fixed else diffrax.RecursiveCheckpointAdjoint()
+    if isinstance(adjoint, str):
+        try:
+            return ADJOINTS[adjoint.lower()]()
+        except KeyError:
+            raise ValueError(
+                f"unknown adjoint {adjoint!r}; valid names are {', '.join(ADJOINTS)} "
+                "(or pass a diffrax adjoint object)"
+            ) from None
+    if isinstance(adjoint, diffrax.AbstractAdjoint):
+        return adjoint
+    raise ValueError(
+        f"adjoint must be None, one of {', '.join(ADJOINTS)} or a diffrax adjoint object, "
+        f"got {type(adjoint).__name__}"
+    )
+
+
+def _time_grid(ts, t0: float, t1: float, *, name: str = "ts"):
+    """``ts`` checked against ``[t0, t1]`` (when concrete), end points snapped onto ``t0``/``t1``.
+
+    Returns ``(ts, grid)``: the save times, and the step grid ``{t0} u ts u {t1}`` in order
+    (``grid`` is ``ts`` itself when ``ts`` is traced: it must then start at t0 and end at t1).
+    """
+    if isinstance(ts, jax.core.Tracer):
+        if ts.ndim != 1 or ts.shape[0] < 1:
+            raise ValueError(f"{name} must be a 1D array of times, got shape {ts.shape}")
+        return ts, ts
+    arr = np.asarray(ts, dtype=np.float64)
+    if arr.ndim != 1 or arr.size < 1 or not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} must be a 1D array of finite times, got shape {arr.shape}")
+    sign = 1.0 if t1 > t0 else -1.0
+    if arr.size > 1 and not np.all(sign * np.diff(arr) > 0):
+        order = "increasing" if sign > 0 else "decreasing"
+        raise ValueError(f"{name} must be strictly {order} (from t0={t0} to t1={t1}), got {arr}")
+    slack = 1e-6 * max(1.0, abs(t1 - t0))
+    lo, hi = min(t0, t1), max(t0, t1)
+    if arr.min() < lo - slack or arr.max() > hi + slack:
+        raise ValueError(f"{name} must lie within [t0, t1] = [{t0}, {t1}], got {arr}")
+    arr = np.where(np.abs(arr - t0) <= slack, t0, arr)
+    arr = np.where(np.abs(arr - t1) <= slack, t1, arr)
+    grid = arr
+    if grid[0] != t0:
+        grid = np.concatenate([[t0], grid])
+    if grid[-1] != t1:
+        grid = np.concatenate([grid, [t1]])
+    return arr, grid
+
+
+def _rms(tree) -> jax.Array:
+    leaves = jax.tree.leaves(tree)
+    total = sum(jnp.sum(jnp.square(a)) for a in leaves)
+    return jnp.sqrt(total / sum(a.size for a in leaves))
+
+
+def initial_step(fn, t0, t1, y0, args, *, error_order, rtol, atol, norm=_rms):
+    r"""The first step of an adaptive solve, by Hairer's rule; two evaluations of ``fn``.
+
+    With :math:`s = \mathrm{atol} + \mathrm{rtol}\,|y_0|`, :math:`f_0 = f(t_0, y_0)`,
+    :math:`d_0 = \lVert y_0 / s\rVert`, :math:`d_1 = \lVert f_0 / s\rVert`:
+
+    .. math::
+       h_0 = 0.01\, d_0 / d_1 \ (\text{or } 10^{-6} \text{ if either is below } 10^{-5}),
+       \quad d_2 = \lVert (f(t_0 + h_0, y_0 + h_0 f_0) - f_0) / s\rVert / h_0,
+
+       h = \min\big(100\, h_0,\ (0.01 / \max(d_1, d_2))^{1/q}\big)
+
+    where :math:`q` is the order of the local error estimate (5 for Dopri5 and Tsit5), and
+    :math:`h` is capped at :math:`|t_1 - t_0|`. (Hairer, Norsett and Wanner, *Solving
+    Ordinary Differential Equations I*, II.4; torchdiffeq and diffrax use the same rule.)
+
+    Args:
+      fn: ``f(t, y, args)``; t0, t1: the span (``t1 < t0`` integrates backwards).
+      y0: the initial state (a pytree); args: passed to ``fn``.
+      error_order: ``q``; rtol, atol: the controller's tolerances; norm: of a pytree.
+
+    Returns:
+      ``(dt0, f0)``: the signed first step and :math:`f(t_0, y_0)` (to reuse as the first
+      stage of a first-same-as-last method).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> dt0, f0 = initial_step(lambda t, y, a: -y, 0.0, 1.0, jnp.ones(3), None,
+      ...                        error_order=5, rtol=1e-3, atol=1e-3)
+      >>> 0.0 < float(dt0) <= 1.0, f0.tolist()
+      (True, [-1.0, -1.0, -1.0])
+    """
+    span = t1 - t0
+    direction = 1.0 if span > 0 else -1.0
+    f0 = fn(t0, y0, args)
+    dtype = jnp.result_type(*jax.tree.leaves(y0))
+    scale = jax.tree.map(lambda y: atol + rtol * jnp.abs(y), y0)
+    divide = lambda a: jax.tree.map(lambda x, s: x / s, a, scale)
+    d0, d1 = norm(divide(y0)), norm(divide(f0))
+    tiny = (d0 < 1e-5) | (d1 < 1e-5)
+    h0 = jnp.where(tiny, 1e-6, 0.01 * d0 / jnp.where(tiny, 1.0, d1)).astype(dtype)
+    y1 = jax.tree.map(lambda y, f: y + direction * h0 * f, y0, f0)
+    f1 = fn(t0 + direction * h0, y1, args)
+    d2 = norm(divide(jax.tree.map(lambda a, b: a - b, f1, f0))) / h0
+    d_max = jnp.maximum(d1, d2)
+    h1 = jnp.where(
+        d_max <= 1e-15,
+        jnp.maximum(1e-6, h0 * 1e-3),
+        (0.01 / jnp.where(d_max <= 1e-15, 1.0, d_max)) ** (1.0 / error_order),
+    )
+    h = jnp.minimum(jnp.minimum(100.0 * h0, h1), abs(span))
+    # non-finite input (then the solve fails anyway): a harmless finite first step
+    h = jnp.where(jnp.isfinite(h) & (h > 0), h, 0.01 * abs(span))
+    return direction * h, f0
+
+
+class _Plan(NamedTuple):
+    controller: diffrax.AbstractStepSizeController
+    fixed: bool
+    dt0: float | None  # None: StepTo (fixed grid) or the initial-step rule (adaptive)
+    cap: int | None
+
+
+def _plan_steps(stepsize_controller, solver, *, num_steps, grid, t0, t1, rtol, atol, max_steps):
+    """The controller, fixed or adaptive, the first step and the step cap of a solve."""
+    c = stepsize_controller
+    if isinstance(c, str):
+        if c.lower() not in CONTROLLERS:
+            raise ValueError(
+                f"unknown stepsize_controller {c!r}; valid names are {', '.join(CONTROLLERS)} "
+                "(or pass a diffrax step-size controller object)"
+            )
+        c = c.lower()
+    elif c is not None and not isinstance(c, diffrax.AbstractStepSizeController):
+        raise ValueError(
+            f"stepsize_controller must be None, one of {', '.join(CONTROLLERS)} or a diffrax "
+            f"step-size controller object, got {type(c).__name__}"
+        )
+    adaptive_solver = isinstance(solver, diffrax.AbstractAdaptiveSolver)
+    if c is None:
+        if num_steps is None and not adaptive_solver and grid is None:
+            raise ValueError(
+                f"solver {type(solver).__name__} has no error estimate, so it cannot take "
+                "adaptive steps: pass num_steps=... (or ts=...) for fixed steps"
+            )
+        fixed = num_steps is not None or not adaptive_solver
+    elif isinstance(c, diffrax.StepTo):
+        if num_steps is not None or grid is not None:
+            raise ValueError("a StepTo controller sets the steps: pass num_steps=None and ts=None")
+        n = len(c.ts) - 1
+        return _Plan(c, True, None, n)
+    else:
+        fixed = c == "constant" or isinstance(c, diffrax.ConstantStepSize)
+    if fixed:
+        if num_steps is not None and grid is not None:
+            raise ValueError(
+                "ts is the step grid of a fixed-step solve: pass num_steps=None with ts "
+                "(the steps are the intervals of ts), or ts=None with num_steps"
+            )
+        if num_steps is not None:
+            return _Plan(diffrax.ConstantStepSize(), True, (t1 - t0) / num_steps, num_steps)
+        if grid is not None:
+            return _Plan(diffrax.StepTo(ts=grid), True, None, int(grid.shape[0]) - 1)
+        raise ValueError("a fixed-step solve needs num_steps=... or ts=... (the step grid)")
+    if num_steps is not None:
+        raise ValueError(
+            f"num_steps={num_steps} asks for fixed steps, but the step-size controller is "
+            "adaptive: pass num_steps=None, or stepsize_controller='constant'"
+        )
+    if not adaptive_solver:
+        raise ValueError(
+            f"solver {type(solver).__name__} has no error estimate, so it cannot take "
+            "adaptive steps: pass num_steps=... for fixed steps"
+        )
+    controller = diffrax.PIDController(rtol=rtol, atol=atol) if c in (None, "pid") else c
+    return _Plan(controller, False, None, max_steps)
+
+
+def _tolerances(controller, rtol, atol):
+    """``(rtol, atol, norm)`` of an adaptive controller (a PID one, possibly wrapped)."""
+    inner = getattr(controller, "controller", controller)  # ClipStepSizeController
+    return (getattr(inner, "rtol", rtol), getattr(inner, "atol", atol), getattr(inner, "norm", _rms))
+
+
+def solve(
+    fn,
+    y0,
+    *,
+    args: Any = None,
+    solver: str | diffrax.AbstractSolver = "tsit5",
+    t0: float = 0.0,
+    t1: float = 1.0,
+    num_steps: int | None = None,
+    rtol: float = 1e-5,
+    atol: float = 1e-5,
+    save_ts=None,
+    ts=None,
+    stepsize_controller=None,
+    adjoint=None,
+    max_steps: int | None = 4096,
+    throw: bool = True,
+    what: str = "solve",
+) -> Solution:
+    r"""Solve :math:`dy/dt = f(t, y)` from ``t0`` to ``t1`` with diffrax: the package's one path.
+
+    Fixed steps when ``num_steps`` is an int, ``ts`` is given with a solver or controller
+    that cannot adapt (then ``ts`` is the step grid, diffrax ``StepTo``), or
+    ``stepsize_controller`` is ``"constant"`` / a ``ConstantStepSize`` / a ``StepTo``;
+    otherwise adaptive (``"pid"`` or a diffrax adaptive controller; by default a PID
+    controller at ``rtol``/``atol``), starting from :func:`initial_step`.
+
+    Field evaluations are counted from the steps diffrax attempted (see
+    :func:`~flowjax_fm.sampling._solvers.evaluation_plan`), plus the two of the initial
+    step rule; a first-same-as-last method reuses the rule's :math:`f(t_0, y_0)` as its
+    first stage when the adjoint differentiates through the steps.
+
+    Args:
+      fn: ``f(t, y, args)``; y0: the initial state (a pytree of arrays).
+      args: passed to ``fn``; solver: a name or a diffrax solver.
+      t0, t1: the span; num_steps: fixed step count or None.
+      rtol, atol: tolerances of the default PID controller.
+      save_ts: times to save (in ``[t0, t1]``); never a step grid.
+      ts: times to save that are also the step grid of a fixed-step solve.
+      stepsize_controller: None, ``"constant"``, ``"pid"`` or a diffrax controller.
+      adjoint: None, a name in :data:`ADJOINTS` or a diffrax adjoint (see
+        :func:`resolve_adjoint`).
+      max_steps: cap on attempted adaptive steps (None: no cap, no reverse mode).
+      throw: the error policy (module docstring).
+      what: the caller's name, for the error message.
+
+    Returns:
+      A :class:`Solution`; without ``save_ts``/``ts``, ``ys`` holds the state at ``t1`` only.
+
+    Raises:
+      ValueError: a bad option (at trace time).
+      RuntimeError: (``throw=True``, at run time) the solve failed.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> sol = solve(lambda t, y, a: -y, jnp.ones(2), solver="rk4", num_steps=10)
+      >>> [round(float(v), 5) for v in sol.ys[-1]], int(sol.nfe), bool(sol.success)
+      ([0.36788, 0.36788], 40, True)
+      >>> sol = solve(lambda t, y, a: y * jnp.nan, jnp.ones(2), solver="rk4", num_steps=10,
+      ...             throw=False)
+      >>> bool(sol.success)
+      False
+    """
+    solver_obj = resolve_solver(solver)
+    if num_steps is not None and not (is_int(num_steps) and num_steps >= 1):
+        raise ValueError(f"num_steps must be None (adaptive) or an int >= 1, got {num_steps!r}")
+    if max_steps is not None and not (is_int(max_steps) and max_steps >= 1):
+        raise ValueError(f"max_steps must be None or an int >= 1, got {max_steps!r}")
+    t0, t1 = float(t0), float(t1)
+    if t0 == t1:
+        raise ValueError(f"t0 and t1 must differ, got t0 = t1 = {t0}")
+    if ts is not None and save_ts is not None:
+        raise ValueError("pass ts or save_ts, not both")
+    dtype = jnp.result_type(*jax.tree.leaves(y0))
+    grid = None
+    if ts is not None:
+        save_ts, grid = _time_grid(ts, t0, t1)
+    elif save_ts is not None:
+        save_ts, _ = _time_grid(save_ts, t0, t1)
+    plan = _plan_steps(
+        stepsize_controller, solver_obj, num_steps=None if num_steps is None else int(num_steps),
+        grid=None if grid is None else jnp.asarray(grid, dtype), t0=t0, t1=t1, rtol=rtol,
+        atol=atol, max_steps=max_steps,
+    )
+    adjoint_obj = resolve_adjoint(adjoint, plan.fixed)
+    stages, fsal, exact = evaluation_plan(solver_obj)
+
+    dt0, solver_state, rule_evals, first_stage = plan.dt0, None, 0, 1 if fsal else 0
+    if not plan.fixed:
+        p_rtol, p_atol, norm = _tolerances(plan.controller, rtol, atol)
+        order = solver_obj.error_order(diffrax.ODETerm(fn))
+        dt0, f0 = initial_step(fn, t0, t1, y0, args, error_order=order or 1, rtol=p_rtol,
+                               atol=p_atol, norm=norm)
+        # the step size is a numerical choice: derivatives hold it fixed (f0 keeps its own)
+        dt0 = jax.lax.stop_gradient(dt0)
+        rule_evals = 2
+        if fsal and exact and isinstance(adjoint_obj, _DISCRETE_ADJOINTS) and isinstance(
+            solver_obj, diffrax.AbstractRungeKutta
+        ):
+            # diffrax's FSAL state: (first step?, stored first stage); handing it f0 saves
+            # the re-evaluation of f(t0, y0) on the first step
+            solver_state = (jnp.array(False), f0)
+            first_stage = 0
+
+    saveat = diffrax.SaveAt(t1=True) if save_ts is None else diffrax.SaveAt(ts=jnp.asarray(save_ts, dtype))
+    sol = diffrax.diffeqsolve(
+        diffrax.ODETerm(fn),
+        solver_obj,
+        t0=t0,
+        t1=t1,
+        dt0=dt0,
+        y0=y0,
+        args=args,
+        saveat=saveat,
+        stepsize_controller=plan.controller,
+        adjoint=adjoint_obj,
+        max_steps=plan.cap,
+        solver_state=solver_state,
+        throw=False,
+    )
+    ys = sol.ys
+    finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(a)) for a in jax.tree.leaves(ys)]))
+    success = (sol.result == diffrax.RESULTS.successful) & finite
+    if throw:
+        name = type(solver_obj).__name__
+        if plan.fixed:
+            msg = (f"{what}: the fixed-step {name} solve from t={t0} to t={t1} produced "
+                   "non-finite values; take more (smaller) steps, or check the vector field")
+        else:
+            msg = (f"{what}: the {name} solve from t={t0} to t={t1} failed (max_steps="
+                   f"{plan.cap} reached, step size collapsed, or non-finite values); raise "
+                   "max_steps, loosen rtol/atol, or use fixed num_steps")
+        ys = eqx.error_if(ys, jnp.logical_not(success), msg)
+
+    attempted = jnp.asarray(sol.stats["num_steps"], jnp.int32)
+    rejected = jnp.asarray(sol.stats["num_rejected_steps"], jnp.int32)
+    # FSAL: s - 1 new stages per attempted step (a rejected step keeps the stored stage),
+    # plus the very first stage unless it came from the initial-step rule
+    per_step = stages - 1 if fsal else stages
+    nfe = rule_evals + first_stage + per_step * attempted
+    return Solution(
+        ys=ys,
+        ts=sol.ts,
+        nfe=jnp.asarray(nfe, jnp.int32),
+        num_steps=attempted,
+        num_rejected=rejected,
+        success=success,
+        nfe_exact=exact,
+    )
