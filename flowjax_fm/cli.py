@@ -199,6 +199,9 @@ def _sample(args) -> int:
 
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip()
+    for line in text.splitlines():  # equinox's runtime errors lead with a stack banner
+        if "EquinoxRuntimeError:" in line:
+            return line.split("EquinoxRuntimeError:", 1)[1].strip()
     return text.splitlines()[0] if text else type(exc).__name__
 
 
@@ -219,6 +222,8 @@ def main(argv=None) -> int:
     except (ValueError, FileNotFoundError) as exc:
         parser.exit(2, f"flowjax-fm: error: {_one_line(exc)}\n")
     except FloatingPointError as exc:  # non-finite loss: the last good checkpoint is kept
+        parser.exit(3, f"flowjax-fm: error: {_one_line(exc)}\n")
+    except RuntimeError as exc:  # a failed ODE solve (sample, loglik): reported, never NaN
         parser.exit(3, f"flowjax-fm: error: {_one_line(exc)}\n")
     except KeyboardInterrupt:
         parser.exit(130, "flowjax-fm: interrupted\n")

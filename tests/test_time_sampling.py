@@ -4,6 +4,8 @@ Values in [0, 1], shape and dtype, jit equals eager, vmap equals a loop, a leaf 
 not retrace, and the law of the draws (Kolmogorov-Smirnov against scipy.stats, fixed keys).
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -32,6 +34,22 @@ REGISTRY = {
     "beta-uniform": (T.BetaTime(), T.BetaTime(3.0, 1.0), lambda s: stats.beta(s.a, s.b).cdf),
 }
 NAMES = sorted(REGISTRY)
+M = 4096  # one draw size for the suite (Beta's rejection sampler is costly to compile)
+
+
+_TRACES = []
+
+
+def _draw_fn(sampler, key, n=M, dtype=jnp.float32):
+    _TRACES.append(1)
+    return sampler(key, n, dtype)
+
+
+# Shared jitted forms: each compiles once per sampler type (treedef), size and dtype, so two
+# cases of one class share their compiles.
+_draw = functools.partial(jax.jit, static_argnums=(2, 3))(_draw_fn)
+_draw_keys = jax.jit(jax.vmap(_draw_fn, in_axes=(None, 0)))  # one sampler, a stack of keys
+_draw_both = jax.jit(jax.vmap(_draw_fn))  # a stack of samplers and of keys
 
 
 def test_registry_covers_every_sampler():
@@ -40,13 +58,13 @@ def test_registry_covers_every_sampler():
     assert public - {T.AbstractTime} == classes
 
 
-@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16, jnp.float16])
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
 @pytest.mark.parametrize("name", NAMES)
 def test_values_shape_and_dtype(name, dtype):
     sampler, changed, _ = REGISTRY[name]
     for s in (sampler, changed):
-        t = s(jax.random.key(0), 1000, dtype)
-        assert t.shape == (1000,) and t.dtype == dtype
+        t = _draw(s, jax.random.key(0), M, dtype)
+        assert t.shape == (M,) and t.dtype == dtype
         t = np.asarray(t, np.float32)
         assert np.isfinite(t).all() and t.min() >= 0.0 and t.max() <= 1.0
     assert sampler(jax.random.key(1), 7).dtype == jnp.float32  # the default
@@ -56,8 +74,8 @@ def test_values_shape_and_dtype(name, dtype):
 def test_jit_equals_eager(name):
     sampler, _, _ = REGISTRY[name]
     key = jax.random.key(2)
-    eager = sampler(key, 64)
-    jitted = jax.jit(lambda s, k: s(k, 64))(sampler, key)
+    eager = sampler(key, M)
+    jitted = _draw(sampler, key)
     np.testing.assert_allclose(jitted, eager, rtol=1e-6, atol=1e-7)
 
 
@@ -65,29 +83,23 @@ def test_jit_equals_eager(name):
 def test_vmap_equals_loop(name):
     sampler, changed, _ = REGISTRY[name]
     keys = jax.random.split(jax.random.key(3), 4)
-    batched = jax.vmap(lambda k: sampler(k, 16))(keys)
-    loop = jnp.stack([sampler(k, 16) for k in keys])
+    batched = _draw_keys(sampler, keys)
+    loop = jnp.stack([_draw(sampler, k) for k in keys])
     np.testing.assert_allclose(batched, loop, rtol=1e-6, atol=1e-7)
     # a stack of samplers (hyperparameters along the mapped axis) against a loop over them
     stack = jax.tree.map(lambda a, b: jnp.stack([jnp.asarray(a), jnp.asarray(b)]), sampler, changed)
-    batched = jax.vmap(lambda s, k: s(k, 16))(stack, keys[:2])
-    loop = jnp.stack([s(k, 16) for s, k in zip((sampler, changed), keys[:2], strict=True)])
+    batched = _draw_both(stack, keys[:2])
+    loop = jnp.stack([_draw(s, k) for s, k in zip((sampler, changed), keys[:2], strict=True)])
     np.testing.assert_allclose(batched, loop, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_leaf_change_does_not_retrace(name):
     sampler, changed, _ = REGISTRY[name]
-    traces = []
-
-    @jax.jit
-    def f(s, key):
-        traces.append(1)
-        return s(key, 32)
-
-    a = f(sampler, jax.random.key(4))
-    b = f(changed, jax.random.key(4))
-    assert len(traces) == 1
+    a = _draw(sampler, jax.random.key(4))
+    before = len(_TRACES)
+    b = _draw(changed, jax.random.key(4))
+    assert len(_TRACES) == before
     if jax.tree.leaves(sampler):  # a real change of hyperparameters changes the draws
         assert not np.allclose(a, b)
 
@@ -96,11 +108,11 @@ def test_leaf_change_does_not_retrace(name):
 def test_law_kolmogorov_smirnov(name):
     sampler, changed, cdf = REGISTRY[name]
     for i, s in enumerate((sampler, changed)):
-        t = np.asarray(s(jax.random.key(10 + i), 20_000), np.float64)
+        t = np.asarray(_draw(s, jax.random.key(10 + i)), np.float64)
         assert stats.kstest(t, cdf(s)).pvalue > 1e-3
     # the law is the sampler's own: the changed sampler's draws fail the first one's CDF
     if jax.tree.leaves(sampler):
-        t = np.asarray(changed(jax.random.key(12), 20_000), np.float64)
+        t = np.asarray(_draw(changed, jax.random.key(12)), np.float64)
         assert stats.kstest(t, cdf(sampler)).pvalue < 1e-6
 
 

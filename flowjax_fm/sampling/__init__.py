@@ -7,10 +7,11 @@ Generation pushes source samples (``t = 0``) to the data end (``t = 1``) with :f
 
 from flowjax_fm.sampling._guidance import guided_field
 from flowjax_fm.sampling._sample import SampleResult, encode, round_trip_error, sample
-from flowjax_fm.sampling._solvers import RK4, SOLVER_NAMES
+from flowjax_fm.sampling._solvers import RK4, SOLVER_NAMES, RK4ThreeEighths
 
 __all__ = [
     "RK4",
+    "RK4ThreeEighths",
     "SOLVER_NAMES",
     "SampleResult",
     "encode",

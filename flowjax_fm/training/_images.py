@@ -110,7 +110,8 @@ def fit_labelled(
 
     ``fit(step, state, key, None, (x, y), ...)`` (``y=None``: ``fit(..., None, x, ...)``):
     the images are visited in epochs, the noise :math:`x_0 \sim N(0, I)` is drawn per step,
-    and the labels follow their images into ``step(state, k, x0, x1, cond=labels)``.
+    and the labels (or any condition pytree: float vectors are kept as they are) follow their
+    images into ``step(state, k, x0, x1, cond=labels)``.
 
     Examples:
       >>> import jax, optax
@@ -128,7 +129,7 @@ def fit_labelled(
     """
     from flowjax_fm.training._fit import fit
 
-    target = jnp.asarray(x) if y is None else (jnp.asarray(x), jnp.asarray(y, jnp.int32))
+    target = jnp.asarray(x) if y is None else (jnp.asarray(x), jax.tree.map(jnp.asarray, y))
     return fit(step, state, key, None, target, num_steps=num_steps, batch_size=batch_size,
                progress=progress, chunk_size=chunk_size, on_chunk=on_chunk, unroll=unroll)
 
