@@ -19,7 +19,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SUITES = ["train", "coupling", "sinkhorn", "sampling", "likelihood", "scaling", "quality", "reflow",
-          "unet", "digits", "paper2d"]
+          "unet", "digits", "paper2d", "conditional"]
 
 
 @pytest.mark.parametrize("suite", SUITES)

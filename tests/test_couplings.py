@@ -16,6 +16,22 @@ import flowjax_fm as fm
 C = fm.couplings
 
 
+_TRACES = []
+
+
+# Shared jitted forms (the coupling is an argument): one compile per coupling type, condition
+# structure and shape, reused across tests.
+@jax.jit
+def _PAIR(coupling, key, x0, x1, cond):
+    _TRACES.append(jax.tree.structure(coupling))
+    return coupling(key, x0, x1, cond, cond)
+
+
+@jax.jit
+def _PLAN(coupling, x0, x1, cond):
+    return coupling.plan(x0, x1, cond, cond)
+
+
 def _clouds(n, d, seed):
     k0, k1 = jax.random.split(jax.random.key(seed))
     return jax.random.normal(k0, (n, d)), 0.5 * jax.random.normal(k1, (n, d)) + 1.0
@@ -71,8 +87,8 @@ def test_sinkhorn_cost_between_exact_and_independent_and_tends_to_exact():
     independent = cost.mean()
     plan_costs = []
     for eps in (1.0, 0.3, 0.1, 0.03, 0.01):
-        plan = np.asarray(C.SinkhornCoupling(epsilon=eps, threshold=1e-5)
-                          .plan(x0, x1), np.float64)
+        plan = np.asarray(_PLAN(C.SinkhornCoupling(epsilon=eps, threshold=1e-5), x0, x1, None),
+                          np.float64)  # one compile: epsilon is a leaf
         np.testing.assert_allclose(plan.sum(1), 1.0 / n, rtol=1e-2)
         plan_costs.append((plan * cost).sum())
     assert all(exact - 1e-6 <= c <= independent for c in plan_costs)
@@ -83,21 +99,22 @@ def test_sinkhorn_cost_between_exact_and_independent_and_tends_to_exact():
 def test_sinkhorn_relative_epsilon_is_scale_free():
     x0, x1 = _clouds(64, 8, 13)
     cp = C.SinkhornCoupling(epsilon=0.05, relative_epsilon="mean")
-    p1 = cp.plan(x0, x1)
-    p2 = cp.plan(10.0 * x0, 10.0 * x1)
+    p1 = _PLAN(cp, x0, x1, None)
+    p2 = _PLAN(cp, 10.0 * x0, 10.0 * x1, None)
     np.testing.assert_allclose(p1, p2, atol=1e-5)
 
 
 def test_sinkhorn_sampling_modes():
     n = 64
     x0, x1 = _clouds(n, 2, 14)
-    rows = C.SinkhornCoupling(epsilon=0.01, sampling="rows")(jax.random.key(0), x0, x1)
+    rows = _PAIR(C.SinkhornCoupling(epsilon=0.01, sampling="rows"), jax.random.key(0), x0, x1, None)
     np.testing.assert_array_equal(rows.source, np.arange(n))
-    rounded = C.SinkhornCoupling(epsilon=0.01, sampling="rounded")(jax.random.key(0), x0, x1)
+    rounded = _PAIR(C.SinkhornCoupling(epsilon=0.01, sampling="rounded"), jax.random.key(0), x0, x1,
+                    None)
     assert sorted(np.asarray(rounded.target).tolist()) == list(range(n))
     # a small epsilon's rounded plan is (near) the exact optimum
     assert _cost(x0, x1, rounded) <= _scipy_optimum(x0, x1) * 1.02
-    pairs = C.SinkhornCoupling(epsilon=0.05, sampling="pairs")(jax.random.key(0), x0, x1)
+    pairs = _PAIR(C.SinkhornCoupling(epsilon=0.05, sampling="pairs"), jax.random.key(0), x0, x1, None)
     assert pairs.source.shape == pairs.target.shape == (n,)
     assert int(pairs.source.max()) < n and int(pairs.target.max()) < n
 
@@ -107,8 +124,8 @@ def test_sinkhorn_pairs_follow_the_plan():
     n = 128
     x0, x1 = _clouds(n, 2, 15)
     exact = _scipy_optimum(x0, x1)
-    small = C.SinkhornCoupling(epsilon=0.005, sampling="pairs")(jax.random.key(1), x0, x1)
-    big = C.SinkhornCoupling(epsilon=100.0, sampling="pairs")(jax.random.key(1), x0, x1)
+    small = _PAIR(C.SinkhornCoupling(epsilon=0.005, sampling="pairs"), jax.random.key(1), x0, x1, None)
+    big = _PAIR(C.SinkhornCoupling(epsilon=100.0, sampling="pairs"), jax.random.key(1), x0, x1, None)
     assert _cost(x0, x1, small) < 1.3 * exact
     independent = float(C.squared_distances(x0, x1).mean()) * n
     assert abs(_cost(x0, x1, big) - independent) < 0.15 * independent
@@ -237,20 +254,6 @@ NAMES = sorted(REGISTRY)
 OT_CW_NAMES = [n for n in NAMES if REGISTRY[n].floats and n != "independent"]
 N = 16  # one batch size for the whole suite: one compile per coupling and condition structure
 
-_TRACES = []
-
-
-@jax.jit
-def _PAIR(coupling, key, x0, x1, cond):
-    _TRACES.append(jax.tree.structure(coupling))
-    return coupling(key, x0, x1, cond, cond)
-
-
-@jax.jit
-def _PLAN(coupling, x0, x1, cond):
-    return coupling.plan(x0, x1, cond, cond)
-
-
 def _conds(n, seed, kind):
     """Conditions of the data rows (the source rows carry the same: cond0 = cond1)."""
     labels = _labels(n, 3, seed)
@@ -282,11 +285,12 @@ def _check_valid(case, pairing, n, x0, x1, cond):
 @pytest.mark.parametrize("name", NAMES)
 def test_contract_valid_pairing_and_labels_never_crossed(name):
     case = REGISTRY[name]
-    x0, x1 = _clouds(N, 2, 20)
-    for kind in ("none", _richest(case)):
-        cond = _conds(N, 21, kind)
+    # without conditions at n = 64: the same compiles as test_sinkhorn_sampling_modes
+    for kind, n in (("none", 64), (_richest(case), N)):
+        x0, x1 = _clouds(n, 2, 20)
+        cond = _conds(n, 21, kind)
         pairing = _PAIR(case.coupling, jax.random.key(2), x0, x1, cond)
-        _check_valid(case, pairing, N, x0, x1, cond)
+        _check_valid(case, pairing, n, x0, x1, cond)
         if kind != "none":
             labels = cond if kind == "labels" else cond["y"]
             np.testing.assert_array_equal(labels[pairing.source], labels[pairing.target])
@@ -358,7 +362,7 @@ def test_contract_vmap_equals_loop(name):
     cond = jax.tree.map(lambda *a: jnp.stack(a), *[_conds(N, 30 + i, kind) for i in range(k)])
     batched = jax.jit(jax.vmap(case.coupling))(keys, x0, x1, cond, cond)
     for i in range(k):
-        ci = jax.tree.map(lambda a: a[i], cond)
+        ci = jax.tree.map(lambda a, i=i: a[i], cond)
         one = _PAIR(case.coupling, keys[i], x0[i], x1[i], ci)
         np.testing.assert_array_equal(batched.source[i], one.source)
         np.testing.assert_array_equal(batched.target[i], one.target)
@@ -397,11 +401,11 @@ def test_float_labels_in_independent_do_not_reach_lexsort():
 
 
 def test_several_label_leaves_must_all_match():
-    n = 60
+    n = 24
     x0, x1 = _clouds(n, 2, 35)
     cond = (_labels(n, 2, 36), jnp.asarray(_labels(n, 3, 37) == 0))  # int and bool labels
     for coupling in (C.IndependentCoupling(), C.ExactOTCoupling()):
-        p = coupling(jax.random.key(0), x0, x1, cond, cond)
+        p = _PAIR(coupling, jax.random.key(0), x0, x1, cond)
         for lab in cond:
             np.testing.assert_array_equal(lab[p.source], lab[p.target])
 

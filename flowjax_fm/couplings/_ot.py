@@ -37,7 +37,6 @@ def _conditioned_cost(name, cond_weight, cost, cond0, cond1):
     return label_penalty(cost, cond0, cond1)
 
 
-
 @pytree_dataclass
 class ExactOTCoupling(AbstractCoupling):
     r"""Exact minibatch optimal transport (OT-CFM): the assignment of least squared distance.
