@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import jax
 
-__all__ = ["pytree_dataclass", "static_field"]
+__all__ = ["pytree_dataclass", "static_field", "hash_key"]
 
 T = TypeVar("T")
 
@@ -43,3 +43,33 @@ def pytree_dataclass(cls: type[T]) -> type[T]:
     for f in dataclasses.fields(cls):
         (meta_fields if f.metadata.get("static", False) else data_fields).append(f.name)
     return jax.tree_util.register_dataclass(cls, data_fields=data_fields, meta_fields=meta_fields)
+
+
+class _ById:
+    """An unhashable object wrapped to hash (and compare) by identity."""
+
+    def __init__(self, obj):
+        self.obj = obj
+
+    def __hash__(self):
+        return id(self.obj)
+
+    def __eq__(self, other):
+        return isinstance(other, _ById) and other.obj is self.obj
+
+
+def hash_key(obj):
+    """``obj`` itself if it is hashable, else a wrapper that hashes it by identity.
+
+    What a compiled program is cached on (static parts of a step) must hash; an unhashable
+    static object then still caches, per object.
+
+    Examples:
+      >>> hash_key(3) == 3, hash_key([1]) == hash_key([1])
+      (True, False)
+    """
+    try:
+        hash(obj)
+    except TypeError:
+        return _ById(obj)
+    return obj

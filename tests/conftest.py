@@ -19,3 +19,59 @@ TOL = {"float32": (1e-5, 1e-5), "float64": (1e-12, 1e-12)}
 
 # Scripts run as subprocesses by the tests; never imported (--doctest-modules would run them).
 collect_ignore = ["workers"]
+
+
+# Tests over ~11 s on this 2-core machine (measured with --durations; together about three
+# quarters of the default run's time) run in the slow tier, so that `make test` stays under
+# eight minutes. `make test-all` runs them.
+SLOW_TIER = {
+    "tests/test_distributed.py::test_parameters_do_not_depend_on_device_count_driver_or_hosts",
+    "tests/test_images.py::test_two_step_training_smoke",
+    "flowjax_fm/models/_unet.py::flowjax_fm.models._unet.UNet",
+    "tests/test_cli.py::test_kill_during_save_leaves_the_last_checkpoint_usable",
+    "tests/test_unet.py::test_output_shape[shape0-kwargs0]",
+    "tests/test_likelihood.py::test_trained_density_integrates_to_one_and_encode_inverts_sample",
+    "tests/test_cli.py::test_resume_continues_to_the_bit",
+    "tests/test_cli.py::test_train_writes_the_run_directory",
+    "tests/test_reflow.py::test_reflow_straightens_a_curved_flow",
+    "flowjax_fm/metrics/_classifier.py::flowjax_fm.metrics._classifier.train_digit_classifier",
+    "tests/test_likelihood.py::test_hutchinson_unbiased_within_three_standard_errors[gaussian]",
+    "tests/test_cli.py::test_npy_sources_and_targets",
+    "tests/test_flow_metrics.py::test_evaluate_dict_and_w2_method",
+    "tests/test_images.py::test_classifier_train_save_load",
+    "tests/test_likelihood.py::test_hutchinson_unbiased_within_three_standard_errors[rademacher]",
+    "tests/test_training_core.py::test_unroll_is_decided_from_the_step",
+    "tests/test_likelihood.py::test_gradient_matches_finite_differences[rk4-fixed]",
+    "tests/test_likelihood.py::test_solver_options_and_forward_mode",
+    "tests/test_quality.py::test_short_training_lowers_w2[exact-ot]",
+    "tests/test_quality.py::test_short_training_lowers_w2[independent]",
+    "tests/test_training.py::test_step_is_pure_and_jittable",
+    "tests/test_time_sampling.py::test_vmap_equals_loop[beta]",
+    "tests/test_likelihood.py::test_exact_matches_gaussian_closed_form[10]",
+    "tests/test_likelihood.py::test_loglik_command",
+    "tests/test_unet.py::test_guidance_with_unet_single_forward_in_sample",
+    "tests/test_unet.py::test_output_shape[shape1-kwargs1]",
+    "tests/test_sampling.py::test_adjoint_options",
+    "flowjax_fm/training/_step.py::flowjax_fm.training._step.make_conditional_train_step",
+    "tests/test_training.py::test_fit_resumes_exactly_and_chunking_does_not_matter",
+    "tests/test_reflow.py::test_fit_pairs_trains_on_the_given_pairs_only",
+    "tests/test_couplings.py::test_sinkhorn_anderson_and_inner_iterations_reach_the_same_plan",
+    "tests/test_likelihood.py::test_exact_matches_gaussian_closed_form[2]",
+    "tests/test_sampling.py::test_ts_is_the_step_grid_of_fixed_steps",
+    "tests/test_training.py::test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_state",
+    "tests/test_likelihood.py::test_divergence_exact_matches_jacobian_trace",
+    "flowjax_fm/sampling/_sample.py::flowjax_fm.sampling._sample.sample",
+    "flowjax_fm/metrics/_flow.py::flowjax_fm.metrics._flow.evaluate",
+    "tests/test_data.py::test_match_torchcfm_in_distribution",
+    "tests/test_sampling.py::test_trajectory_adaptive_and_backward",
+    "tests/test_likelihood.py::test_failed_solve_raises_or_is_nan_eagerly_and_under_jit[eager]",
+    "flowjax_fm/training/_images.py::flowjax_fm.training._images.fit_labelled",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    import pytest
+
+    for item in items:
+        if item.nodeid in SLOW_TIER:
+            item.add_marker(pytest.mark.slow)

@@ -20,9 +20,16 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SUITES = ["train", "coupling", "sinkhorn", "sampling", "likelihood", "scaling", "quality", "reflow",
           "unet", "digits", "paper2d", "conditional"]
+# The default run smoke-tests one suite (each takes one to three minutes of CPU); the rest are in
+# the slow tier (`make test-all`).
+DEFAULT = {"train"}
 
 
-@pytest.mark.parametrize("suite", SUITES)
+def _params():
+    return [pytest.param(s, id=s, marks=[] if s in DEFAULT else [pytest.mark.slow]) for s in SUITES]
+
+
+@pytest.mark.parametrize("suite", _params())
 def test_suite_smoke_run(suite, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}  # not the tests' 8 fake devices
     env.update(FLOWJAX_FM_BENCH_RESULTS=str(tmp_path), TMPDIR=str(tmp_path), MPLBACKEND="Agg",

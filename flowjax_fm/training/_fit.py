@@ -17,6 +17,7 @@ import jax
 import numpy as np
 
 from flowjax_fm._checks import check_int, check_positive_int
+from flowjax_fm._pytree import hash_key
 from flowjax_fm.training._data import initial_streams, make_plan
 
 __all__ = ["fit", "NonFiniteLossError"]
@@ -46,7 +47,7 @@ class _Static:
 
     def __init__(self, treedef, mask, leaves):
         self.treedef, self.mask, self.leaves = treedef, mask, leaves
-        self._key = (treedef, mask, tuple(_hash_key(leaf) for leaf in leaves))
+        self._key = (treedef, mask, tuple(hash_key(leaf) for leaf in leaves))
 
     def __hash__(self):
         return hash(self._key)
@@ -58,25 +59,6 @@ class _Static:
         it_dyn, it_static = iter(dynamic), iter(self.leaves)
         leaves = [next(it_dyn) if m else next(it_static) for m in self.mask]
         return jax.tree.unflatten(self.treedef, leaves)
-
-
-class _Ident:
-    def __init__(self, obj):
-        self.obj = obj
-
-    def __hash__(self):
-        return id(self.obj)
-
-    def __eq__(self, other):
-        return isinstance(other, _Ident) and other.obj is self.obj
-
-
-def _hash_key(leaf):
-    try:
-        hash(leaf)
-    except TypeError:
-        return _Ident(leaf)
-    return leaf
 
 
 def _partition(tree):

@@ -15,7 +15,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from flowjax_fm._pytree import pytree_dataclass, static_field
+from flowjax_fm._pytree import hash_key, pytree_dataclass, static_field
 
 __all__ = ["ModelApply", "as_model", "model_params", "params_of", "ACCEPTED"]
 
@@ -78,35 +78,14 @@ class ModelApply:
         return self.static(params, x, t, cond=cond)
 
     def __hash__(self):  # the static parts decide what a compiled program depends on
-        return hash((self.kind, _hashable(self.static)))
+        return hash((self.kind, hash_key(self.static)))
 
     def __eq__(self, other):
         return (
             isinstance(other, ModelApply)
             and self.kind == other.kind
-            and _hashable(self.static) == _hashable(other.static)
+            and hash_key(self.static) == hash_key(other.static)
         )
-
-
-class _ById:
-    """Wraps an unhashable static object so that it hashes (and compares) by identity."""
-
-    def __init__(self, obj):
-        self.obj = obj
-
-    def __hash__(self):
-        return id(self.obj)
-
-    def __eq__(self, other):
-        return isinstance(other, _ById) and other.obj is self.obj
-
-
-def _hashable(obj):
-    try:
-        hash(obj)
-    except TypeError:
-        return _ById(obj)
-    return obj
 
 
 def _check_apply_signature(fn: Callable) -> None:
