@@ -22,7 +22,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow" -n 2 --dist loadgroup -q --doctest-modules flowjax_fm tests
 
 test-all: $(STAMP)
-	$(BIN)/python -m pytest -n 2 -q
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -q --doctest-modules flowjax_fm tests
 
 lint: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[dev]"

@@ -25,6 +25,11 @@ collect_ignore = ["workers"]
 # quarters of the default run's time) run in the slow tier, so that `make test` stays under
 # eight minutes. `make test-all` runs them.
 SLOW_TIER = {
+    "tests/test_likelihood.py::test_image_shaped_events_and_jit",
+    "tests/test_likelihood.py::test_failed_solve_raises_or_is_nan_eagerly_and_under_jit[jit]",
+    "tests/test_couplings.py::test_contract_vmap_equals_loop[sk-pairs]",
+    "tests/test_unet.py::test_cond_dim_conditions_null_and_guidance",
+    "tests/test_time_sampling.py::test_values_shape_and_dtype[beta-uniform-float32]",
     "tests/test_distributed.py::test_parameters_do_not_depend_on_device_count_driver_or_hosts",
     "tests/test_images.py::test_two_step_training_smoke",
     "flowjax_fm/models/_unet.py::flowjax_fm.models._unet.UNet",
