@@ -5,6 +5,9 @@ Sub-packages, one per concept: :mod:`paths` (probability paths x_t and targets u
 :mod:`losses`, :mod:`models` (Flax NNX), :mod:`training`, :mod:`sampling` (integrating the
 ODE to generate: not to be confused with ``time_sampling``), :mod:`likelihood`,
 :mod:`metrics`, :mod:`reflow` (rectified flow, distillation) and :mod:`data`.
+
+:mod:`experiments` (the jobs ``flowjax-fm`` runs: configs, run directories, plots) sits on top
+of the library and is imported on first use (``fm.experiments``), never by the library itself.
 """
 
 from flowjax_fm import (
@@ -23,6 +26,15 @@ from flowjax_fm import (
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name):
+    if name == "experiments":
+        import importlib
+
+        return importlib.import_module("flowjax_fm.experiments")
+    raise AttributeError(f"module 'flowjax_fm' has no attribute {name!r}")
+
+
 __all__ = [
     "couplings",
     "data",
@@ -35,5 +47,6 @@ __all__ = [
     "sampling",
     "time_sampling",
     "training",
+    "experiments",
     "__version__",
 ]

@@ -212,22 +212,17 @@ def test_two_step_training_smoke():
 
 @pytest.mark.slow
 def test_train_images_and_sample(tmp_path):
-    cfg = images.ImageTrainConfig(
-        steps=20,
-        batch=16,
-        channels=8,
-        eval_per_class=2,
-        chunk=10,
-        classifier_steps=20,
-        num_steps=2,
-        eval_every=10,
-    )
-    m = images.train_images(cfg, tmp_path / "run", progress=False)
+    cfg = fm.experiments.RunConfig.from_dict({
+        "target": "digits", "steps": 20, "batch": 16, "chunk": 10, "ema_decay": 0.99,
+        "model": {"channels": 8},
+        "eval": {"per_class": 2, "classifier_steps": 20, "num_steps": 2, "every": 10},
+    })
+    m = fm.experiments.train_and_evaluate(cfg, tmp_path / "run", progress=False)
     assert {"eval", "history", "frechet_real", "best_accuracy"} <= set(m)
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["steps"] == 20
     assert (tmp_path / "run" / "samples.png").is_file()
-    x = images.sample_images(tmp_path / "run", 3, 2.0, 4, tmp_path / "out")
-    assert x.shape == (4, 8, 8, 1)
+    res = fm.experiments.sample(tmp_path / "run", tmp_path / "out", n=4, label=3, guidance=2.0, ema=True)
+    assert res["shape"] == [4, 8, 8, 1] and res["step"] == 20
     assert np.load(tmp_path / "out" / "samples.npy").shape == (4, 8, 8, 1)
-    with pytest.raises(ValueError, match="label must lie in"):
-        images.sample_images(tmp_path / "run", 10, 1.0, 4, tmp_path / "out")
+    with pytest.raises(ValueError, match="--label must lie in"):
+        fm.experiments.sample(tmp_path / "run", tmp_path / "out2", n=4, label=10)

@@ -1,6 +1,5 @@
 """Tests for fm.likelihood: closed-form Gaussian flows, Hutchinson, normalisation, gradients, errors."""
 
-import argparse
 
 import diffrax
 import jax
@@ -244,40 +243,25 @@ def test_solver_options_and_forward_mode():
     np.testing.assert_allclose(tangent, fd, rtol=2e-3, atol=2e-3)
 
 
-def make_run(run_dir, seed=0):
-    """A run directory as the trainer writes it (config, event shape, checkpoint), untrained."""
-    from flowjax_fm.training._experiment import TrainConfig, _build
+def test_loglik_command(tmp_path, capsys):
+    from runs import make_run
 
-    cfg = TrainConfig(hidden=(8,), coupling="independent", seed=seed)
-    model, optimizer, _ = _build(cfg, 2)
-    run_dir.mkdir(parents=True)
-    fm.training.write_json_atomic(run_dir / "config.json", cfg.to_json())
-    fm.training.write_json_atomic(run_dir / "event_shape.json", [2])
-    ckpt = fm.training.Checkpointer(run_dir / "checkpoint")
-    ckpt.save(fm.training.init_state(model, optimizer))
-    ckpt.close()
-    return run_dir
+    from flowjax_fm.cli import main
 
-
-def test_loglik_command(tmp_path):
-    from flowjax_fm import _commands_flow as cf
-
-    run = make_run(tmp_path / "run")
-    parser = argparse.ArgumentParser()
-    cf.add_loglik_parser(parser.add_subparsers(dest="command"))
+    run = make_run(tmp_path / "run", **{"model.hidden": [8], "coupling": "independent", "source": "normal"})
     pts = np.asarray(jax.random.normal(jax.random.key(0), (7, 2)), np.float32)
     np.save(tmp_path / "pts.npy", pts)
-    args = parser.parse_args(["loglik", "--checkpoint", str(run), "--data", str(tmp_path / "pts.npy"),
-                              "--out", str(tmp_path / "out"), "--batch", "4"])
-    assert cf.run_loglik(args) == 0
+    argv = ["loglik", "--checkpoint", str(run), "--data", str(tmp_path / "pts.npy"), "--batch", "4"]
+    assert main([*argv, "--out", str(tmp_path / "out")]) == 0
     logp = np.load(tmp_path / "out" / "loglik.npy")
     assert logp.shape == (7,)
-    _, _, field, _, _ = fm.training.load_run(run)
+    field = fm.experiments.load_run(run).field()
     # the command solves batches of 4 (last one padded): compare batch by batch
     ref = np.concatenate([log_prob(field, jnp.asarray(pts[:4])),
                           log_prob(field, jnp.asarray(np.concatenate([pts[4:], pts[-1:]])))[:3]])
     np.testing.assert_allclose(logp, ref, atol=1e-5)
     np.save(tmp_path / "bad.npy", np.zeros((4, 3), np.float32))
-    args.data = str(tmp_path / "bad.npy")
-    with pytest.raises(ValueError, match=r"event shape \(2,\)"):
-        cf.run_loglik(args)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        main(["loglik", "--checkpoint", str(run), "--data", str(tmp_path / "bad.npy")])
+    assert exit_.value.code == 2 and "event shape (2,)" in capsys.readouterr().err

@@ -1,6 +1,5 @@
 """Tests for fm.reflow: pair generation, the paired sampler and loop, reflow/distill smoke, CLI."""
 
-import argparse
 import json
 
 import jax
@@ -99,65 +98,49 @@ def test_warm_start_and_errors():
                   num_steps=1, batch_size=0)
 
 
-def make_run(run_dir, seed=0):
-    """A run directory as the trainer writes it (config, event shape, checkpoint), untrained."""
-    from flowjax_fm.training._experiment import TrainConfig, _build
+def _run(tmp_path):
+    from runs import make_run
 
-    cfg = TrainConfig(hidden=(8,), coupling="independent", seed=seed)
-    model, optimizer, _ = _build(cfg, 2)
-    run_dir.mkdir(parents=True)
-    fm.training.write_json_atomic(run_dir / "config.json", cfg.to_json())
-    fm.training.write_json_atomic(run_dir / "event_shape.json", [2])
-    ckpt = fm.training.Checkpointer(run_dir / "checkpoint")
-    ckpt.save(fm.training.init_state(model, optimizer))
-    ckpt.close()
-    return run_dir
+    return make_run(tmp_path / "run", **{"model.hidden": [8], "coupling": "independent"})
 
 
-def _parser():
-    from flowjax_fm import _commands_flow as cf
+def test_sample_trajectories_and_encode_outputs(tmp_path, capsys):
+    from flowjax_fm.cli import main
 
-    parser = argparse.ArgumentParser()
-    sub = parser.add_subparsers(dest="command")
-    cf.add_reflow_parser(sub)
-    cf.add_sample_flow_args(sub.add_parser("sample"))
-    return parser
-
-
-def test_sample_trajectories_and_encode_outputs(tmp_path):
-    from flowjax_fm import _commands_flow as cf
-
-    _, _, field, source, _ = fm.training.load_run(make_run(tmp_path / "run"))
+    run = _run(tmp_path)
     np.save(tmp_path / "pts.npy", np.ones((5, 2), np.float32))
-    sargs = _parser().parse_args(["sample", "--trajectories", "--encode", str(tmp_path / "pts.npy")])
-    sargs.solver, sargs.num_steps, sargs.rtol, sargs.atol = "rk4", 4, 1e-5, 1e-5
-    written = cf.sample_flow_outputs(sargs, field, source(jax.random.key(0), 10), tmp_path / "s")
-    assert sorted(p.name for p in written) == ["encoded.npy", "trajectories.npy", "trajectories.png"]
-    assert np.load(tmp_path / "s" / "trajectories.npy").shape == (5, 10, 2)
-    z = np.load(tmp_path / "s" / "encoded.npy")
+    out = tmp_path / "s"
+    assert main(["sample", "--checkpoint", str(run), "--n", "10", "--solver", "rk4", "--num-steps", "4",
+                 "--trajectories", "--encode", str(tmp_path / "pts.npy"), "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == [
+        "encoded.npy", "samples.npy", "samples.png", "trajectories.npy", "trajectories.png"]
+    assert np.load(out / "trajectories.npy").shape == (5, 10, 2)
+    field = fm.experiments.load_run(run).field()
+    z = np.load(out / "encoded.npy")
     np.testing.assert_allclose(z, fm.sampling.encode(field, jnp.ones((5, 2)), solver="rk4",
                                                      num_steps=4).x, atol=1e-6)
     np.save(tmp_path / "bad.npy", np.ones((5, 3), np.float32))
-    sargs.encode = str(tmp_path / "bad.npy")
-    with pytest.raises(ValueError, match="--encode"):
-        cf.sample_flow_outputs(sargs, field, source(jax.random.key(0), 10), tmp_path / "s")
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        main(["sample", "--checkpoint", str(run), "--encode", str(tmp_path / "bad.npy")])
+    assert exit_.value.code == 2 and "--encode" in capsys.readouterr().err
 
 
 @pytest.mark.slow  # about 35 s: pairs, reflow, distillation and their evaluations compile
-def test_reflow_command_writes_loadable_runs(tmp_path):
-    from flowjax_fm import _commands_flow as cf
+def test_reflow_command_writes_loadable_runs(tmp_path, capsys):
+    from flowjax_fm.cli import main
 
-    run = make_run(tmp_path / "run")
+    run = _run(tmp_path)
     out = tmp_path / "rf"
-    args = _parser().parse_args(["reflow", "--checkpoint", str(run), "--pairs", "256", "--steps",
-                                 "20", "--batch", "64", "--distill-steps", "2", "--eval-samples",
-                                 "64", "--no-progress", "--out", str(out)])
-    assert cf.run_reflow(args) == 0
+    argv = ["reflow", "--checkpoint", str(run), "--pairs", "256", "--steps", "20", "--batch", "64",
+            "--distill-steps", "2", "--eval-samples", "64", "--no-progress"]
+    assert main([*argv, "--out", str(out)]) == 0
     report = json.loads((out / "metrics.json").read_text())
     assert {"before", "after", "distill"} <= set(report)
-    config, _, _, _, event_shape = fm.training.load_run(out)
-    assert config.path == "condot" and config.coupling == "independent" and event_shape == (2,)
-    assert fm.training.load_run(out / "distill-2")[0].solver == "euler"
-    args.distill_steps = -1
-    with pytest.raises(ValueError, match="--distill-steps"):
-        cf.run_reflow(args)
+    rf = fm.experiments.load_run(out)
+    assert rf.config.path == "condot" and rf.config.coupling == "independent" and rf.event_shape == (2,)
+    assert fm.experiments.load_run(out / "distill-2").config.eval.solver == "euler"
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        main([*argv, "--distill-steps", "-1"])
+    assert exit_.value.code == 2 and "--distill-steps" in capsys.readouterr().err

@@ -4,6 +4,7 @@ A toy sampler is pure and jit-able (``name`` and ``n`` static)::
 
     x = fm.data.sample_toy("moons", key, 256)        # (256, 2) float32
     sampler = fm.data.make_sampler("8gaussians")     # (key, n) -> (n, 2)
+    log_p = fm.data.toy_log_prob("8gaussians")       # (B, 2) -> (B,), exact
 
 ``8gaussians`` and ``moons`` follow torchcfm's conventions, so results compare with its
 published numbers; the definitions are in :mod:`flowjax_fm.data._toy`.
@@ -11,7 +12,7 @@ published numbers; the definitions are in :mod:`flowjax_fm.data._toy`.
 
 from flowjax_fm.data._images import load_array_dataset, load_digits
 from flowjax_fm.data._points import load_points
-from flowjax_fm.data._toy import TOY_NAMES, make_sampler, sample_toy
+from flowjax_fm.data._toy import TOY_NAMES, make_sampler, sample_toy, toy_log_prob
 
 __all__ = [
     "TOY_NAMES",
@@ -20,4 +21,5 @@ __all__ = [
     "load_points",
     "make_sampler",
     "sample_toy",
+    "toy_log_prob",
 ]

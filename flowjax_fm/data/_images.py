@@ -83,6 +83,11 @@ def check_labels(y: np.ndarray, n: int, num_classes: int | None = None) -> int:
     return k
 
 
+def _native(a: np.ndarray) -> np.ndarray:
+    """``a`` in native byte order (JAX takes no other), same values."""
+    return a if a.dtype.isnative else a.astype(a.dtype.newbyteorder("="))
+
+
 def load_array_dataset(
     path: str | os.PathLike, *, divisor: int = 1, num_classes: int | None = None
 ) -> tuple[np.ndarray, np.ndarray | None]:
@@ -90,7 +95,8 @@ def load_array_dataset(
 
     A ``.npy`` file holds the images only; an ``.npz`` archive holds ``x`` (images) and
     optionally ``y`` (integer labels). Files are read with ``allow_pickle=False``. Images must
-    be ``(N, H, W, C)`` floating point; they are returned as float32, unscaled.
+    be ``(N, H, W, C)`` floating point; they are returned as float32, unscaled, in native byte
+    order whatever the file's (a big-endian ``>f8`` file loads as native float32).
 
     Args:
       path: a ``.npy`` or ``.npz`` file.
@@ -134,10 +140,12 @@ def load_array_dataset(
                 raise ValueError(f"{name}: an .npz needs an array 'x', found {loaded.files}")
             x = loaded["x"]
             y = loaded["y"] if "y" in loaded.files else None
+    x = _native(x)
+    y = None if y is None else _native(y)
     try:
         check_images(x, divisor=divisor)
         if y is not None:
             check_labels(y, x.shape[0], num_classes)
     except ValueError as err:
         raise ValueError(f"{name}: {err}") from None
-    return x.astype(np.float32), None if y is None else y.astype(np.int32)
+    return x.astype(np.float32, copy=False), None if y is None else y.astype(np.int32, copy=False)

@@ -19,7 +19,9 @@ def load_points(path: str | os.PathLike) -> np.ndarray:
     The file is read with ``np.load(path, allow_pickle=False)`` (no code runs on load) and
     checked: one floating-point array, at least 2 dimensions, at least one point, a non-empty
     event, only finite values. The array is returned with the file's floating dtype (cast it
-    with ``.astype(np.float32)`` for JAX's default precision).
+    with ``.astype(np.float32)`` for JAX's default precision), in native byte order: a
+    big-endian file (``x.astype(">f4")``) gives the same values as a native ``float32``
+    array, which JAX accepts.
 
     Args:
       path: path of a ``.npy`` file (as written by ``np.save``).
@@ -41,6 +43,9 @@ def load_points(path: str | os.PathLike) -> np.ndarray:
       >>> np.save(path, np.zeros((10, 2), np.float32))
       >>> load_points(path).shape
       (10, 2)
+      >>> np.save(path, np.ones((3, 2), ">f4"))  # big-endian
+      >>> load_points(path).dtype.str
+      '<f4'
       >>> np.save(path, np.arange(3))
       >>> load_points(path)
       Traceback (most recent call last):
@@ -65,6 +70,8 @@ def load_points(path: str | os.PathLike) -> np.ndarray:
         raise ValueError(f"{name}: no points (shape {arr.shape})")
     if arr.size == 0:
         raise ValueError(f"{name}: empty event shape {arr.shape[1:]} (shape {arr.shape})")
+    if not arr.dtype.isnative:  # JAX takes native byte order only
+        arr = arr.astype(arr.dtype.newbyteorder("="))
     bad = arr.size - int(np.count_nonzero(np.isfinite(arr)))
     if bad:
         raise ValueError(f"{name}: {bad} non-finite values (nan or inf) in points of shape {arr.shape}")

@@ -1,20 +1,20 @@
 """Training: the train state, the pure step (a pytree), the one scan-chunked loop, checkpoints.
 
-Models come in three kinds, all handled by one adapter (:func:`as_model`): a Flax NNX module,
+The jobs built on it (configs, run directories, the point and image pipelines) are
+:mod:`flowjax_fm.experiments`. Models come in three kinds, all handled by one adapter (:func:`as_model`): a Flax NNX module,
 an equinox module, or a plain ``apply(params, x, t, cond=None)`` with a params pytree.
 """
 
-from flowjax_fm.training._checkpoint import Checkpointer, load_params, save_params, write_json_atomic
-from flowjax_fm.training._data import Batch, BatchPlan
-from flowjax_fm.training._experiment import TrainConfig, load_run, train_and_evaluate
-from flowjax_fm.training._fit import NonFiniteLossError, fit
-from flowjax_fm.training._images import (
-    ImageTrainConfig,
-    fit_labelled,
-    label_dropout,
-    sample_images,
-    train_images,
+from flowjax_fm.training._checkpoint import (
+    CheckpointDamagedError,
+    Checkpointer,
+    load_params,
+    save_params,
+    write_json_atomic,
 )
+from flowjax_fm.training._data import Batch, BatchPlan
+from flowjax_fm.training._fit import NonFiniteLossError, fit
+from flowjax_fm.training._images import fit_labelled, label_dropout
 from flowjax_fm.training._model import ModelApply, as_model
 from flowjax_fm.training._optim import make_optimizer
 from flowjax_fm.training._parallel import (
@@ -37,12 +37,11 @@ from flowjax_fm.training._step import (
 
 __all__ = [
     "Batch",
+    "CheckpointDamagedError",
     "BatchPlan",
     "Checkpointer",
-    "ImageTrainConfig",
     "ModelApply",
     "NonFiniteLossError",
-    "TrainConfig",
     "TrainState",
     "TrainStep",
     "as_model",
@@ -54,18 +53,14 @@ __all__ = [
     "initialize_distributed",
     "label_dropout",
     "load_params",
-    "load_run",
     "make_conditional_train_step",
     "make_optimizer",
     "make_train_step",
     "make_vector_field",
     "pmap_step",
     "replicate",
-    "sample_images",
     "save_params",
     "shard_step",
     "split_model",
-    "train_and_evaluate",
-    "train_images",
     "write_json_atomic",
 ]

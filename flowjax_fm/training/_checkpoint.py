@@ -4,7 +4,8 @@ Two formats live here:
 
 * :class:`Checkpointer`: periodic checkpoints of a whole :class:`TrainState` (params,
   optimiser state, EMA, step), restored against an abstract target; :meth:`restore_params`
-  reads the params (or the EMA) alone, without the optimiser.
+  reads the params (or the EMA) alone, without the optimiser. Each step directory also holds
+  ``sha256.json`` (each array leaf's path, shape, dtype and sha256), checked on restore.
 * :func:`save_params` / :func:`load_params`: one parameter pytree (or an EMA) with a JSON
   metadata dict beside it, for handing a trained model on. The directory holds
   ``params.json`` (format, metadata, each leaf's path, shape, dtype and sha256) and
@@ -27,21 +28,47 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["Checkpointer", "load_params", "save_params", "write_json_atomic"]
+__all__ = ["CheckpointDamagedError", "Checkpointer", "load_params", "save_params", "write_json_atomic"]
 
 _FORMAT = "flowjax_fm.params"
 _VERSION = 1
 _MANIFEST = "params.json"
 _ARRAYS = "arrays"
 _SHOW = 5  # differing paths quoted in an error message
+_SUMS = "sha256.json"  # per-step leaf checksums of a Checkpointer, inside DIR/<step>/
+_SUMS_FORMAT = "flowjax_fm.checkpoint_sha256"
+
+
+class CheckpointDamagedError(ValueError):
+    """A saved checkpoint cannot be read, or an array differs from its recorded sha256."""
+
+
+def _umask() -> int:
+    """The process umask, read without changing it (Linux), else set and restored at once."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_json_atomic(path: str | os.PathLike, obj) -> None:
-    """Write JSON to ``path`` through a temporary file and an atomic rename."""
+    """Write JSON to ``path`` through a temporary file and an atomic rename.
+
+    The file gets the mode an ordinary ``open(path, "w")`` would give it, ``0o666 & ~umask``
+    (``0o644`` under the usual umask ``022``: readable by the group), not the ``0o600`` of a
+    :func:`tempfile.mkstemp` file.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "w") as f:
             json.dump(obj, f, indent=2, sort_keys=True)
             f.flush()
@@ -328,6 +355,7 @@ def save_params(
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.", suffix=".tmp"))
     try:
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's 0o700 would hide the save from the group
         with ocp.PyTreeCheckpointer() as checkpointer:
             checkpointer.save(tmp / _ARRAYS, args=ocp.args.PyTreeSave([a for _, a in leaves]))
         write_json_atomic(tmp / _MANIFEST, {**body, "sha256": _digest(body)})
@@ -495,8 +523,52 @@ def _params_template(like):
     return params_of(like) if _is_nnx(like) or _is_equinox(like) else like
 
 
+def _host_copy(leaf) -> np.ndarray | None:
+    """A leaf's values on the host, or ``None`` for a leaf that is not checksummed.
+
+    Not checksummed: non-array leaves, PRNG key arrays, and arrays sharded over processes
+    (this process cannot see all of their values). A replicated array is read from its
+    local copy.
+    """
+    if _spec(leaf) is None:
+        return None
+    if isinstance(leaf, jax.Array):
+        if jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            return None
+        if not leaf.is_fully_addressable:
+            if not leaf.sharding.is_fully_replicated:
+                return None
+            leaf = leaf.addressable_data(0)
+        return np.asarray(jax.device_get(leaf))
+    if isinstance(leaf, np.ndarray | np.generic):
+        return np.asarray(leaf)
+    return None
+
+
+def _leaf_sums(tree) -> list[dict]:
+    """``[{path, shape, dtype, sha256}]`` of a pytree's array leaves, keyed by their raw paths.
+
+    ``sha256`` is ``None`` for an array this process cannot read whole (see :func:`_host_copy`).
+    """
+    out = []
+    for names, leaf in _flatten(tree, variables_as_values=False):
+        spec = _spec(leaf)
+        if spec is None:
+            continue
+        host = _host_copy(leaf)
+        out.append(
+            {
+                "path": [str(n) for n in names],
+                "shape": list(spec[0]),
+                "dtype": spec[1],
+                "sha256": None if host is None else _array_digest(host),
+            }
+        )
+    return out
+
+
 class Checkpointer:
-    """Periodic, atomic checkpoints of a :class:`TrainState` (orbax ``CheckpointManager``).
+    """Periodic, atomic, checksummed checkpoints of a :class:`TrainState` (orbax ``CheckpointManager``).
 
     Orbax writes each step into a temporary directory and renames it when complete, so a
     process killed mid-save leaves the previous complete checkpoint as the latest one.
@@ -504,6 +576,13 @@ class Checkpointer:
     nothing is unpickled. :meth:`restore` checks the target against the checkpoint first
     and names the paths that differ; :meth:`restore_params` reads the params (or the EMA)
     alone, without the optimiser.
+
+    Once orbax has finished a step, :meth:`save` writes ``DIR/<step>/sha256.json`` (process 0
+    only, through an atomic rename): each array leaf's path, shape, dtype and the sha256 of
+    its bytes. :meth:`restore`, :meth:`restore_params` and :meth:`verify` check what they read
+    against it and raise :class:`CheckpointDamagedError` on a mismatch, and also when orbax
+    cannot read the step's files (truncated, missing, bad metadata). A checkpoint without
+    ``sha256.json`` (written before checksums were recorded) restores without the check.
 
     Examples:
       >>> import tempfile, optax
@@ -518,6 +597,7 @@ class Checkpointer:
       >>> params = ckpt.restore_params(nnx.split(model, nnx.Param, ...)[1], ema=True)
       >>> params["out"]["kernel"].shape
       (4, 2)
+      >>> ckpt.verify()  # reads every array and checks its recorded sha256
     """
 
     def __init__(self, directory: str | os.PathLike, max_to_keep: int = 2):
@@ -528,13 +608,24 @@ class Checkpointer:
         self._manager = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
+            # named, so that a fresh Checkpointer reads item_metadata of steps it did not save
+            item_handlers=ocp.StandardCheckpointHandler(),
         )
 
     def save(self, state, *, force: bool = True) -> None:
-        """Save ``state`` under its step number and wait until it is on disk."""
+        """Save ``state`` under its step number, wait until it is on disk, then record its sha256s."""
         step = int(jax.device_get(state.step))
-        self._manager.save(step, args=self._ocp.args.StandardSave(state), force=force)
+        saved = self._manager.save(step, args=self._ocp.args.StandardSave(state), force=force)
         self._manager.wait_until_finished()
+        if not saved:  # orbax skipped this step: the sums on disk (if any) are not this state's
+            return
+        if jax.process_index() == 0:
+            body = {"format": _SUMS_FORMAT, "version": 1, "step": step, "leaves": _leaf_sums(state)}
+            write_json_atomic(self.directory / str(step) / _SUMS, {**body, "sha256": _digest(body)})
+        if jax.process_count() > 1:  # nobody restores this step before its sums are there
+            from jax.experimental import multihost_utils
+
+            multihost_utils.sync_global_devices(f"flowjax_fm checkpoint sha256 {step}")
 
     def latest_step(self) -> int | None:
         """Step of the newest complete checkpoint, or ``None``."""
@@ -554,9 +645,67 @@ class Checkpointer:
             )
         return step
 
+    def _damaged(self, step: int, what: str) -> CheckpointDamagedError:
+        return CheckpointDamagedError(f"checkpoint step {step} in {self.directory} is damaged: {what}")
+
+    def _unreadable(self, step: int, err: BaseException) -> CheckpointDamagedError:
+        """The damage message for an orbax / tensorstore read error: its root cause's first line."""
+        root = err
+        for _ in range(8):  # orbax wraps tensorstore's precise error ("OUT_OF_RANGE: ...")
+            if root.__cause__ is None:
+                break
+            root = root.__cause__
+        lines = [line.strip() for line in str(root).splitlines() if line.strip()]
+        first = lines[0].split(" See full TensorStore details")[0] if lines else ""
+        first = first if len(first) <= 300 else first[:297] + "..."
+        return self._damaged(step, f"its files cannot be read ({type(root).__name__}: {first})")
+
     def _saved_tree(self, step: int):
-        meta = self._manager.item_metadata(step)
-        return getattr(meta, "tree", meta)
+        try:
+            meta = self._manager.item_metadata(step)
+        except Exception as err:  # orbax / tensorstore: unreadable _METADATA
+            raise self._unreadable(step, err) from err
+        tree = getattr(meta, "tree", meta)
+        if tree is None:  # StandardSave always writes it
+            raise self._damaged(step, "its orbax metadata (default/_METADATA) is missing")
+        return tree
+
+    def _read_sums(self, step: int) -> dict[tuple[str, ...], dict] | None:
+        """``{path: entry}`` from ``DIR/<step>/sha256.json``; ``None`` if the step has none."""
+        path = self.directory / str(step) / _SUMS
+        try:
+            with open(path) as f:
+                sums = json.load(f)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as err:
+            raise self._damaged(step, f"its {_SUMS} cannot be read ({type(err).__name__})") from err
+        body = {k: v for k, v in sums.items() if k != "sha256"} if isinstance(sums, dict) else None
+        try:
+            ok = body is not None and body.get("format") == _SUMS_FORMAT and _digest(body) == sums["sha256"]
+            entries = {tuple(str(n) for n in e["path"]): e for e in body["leaves"]} if ok else {}
+        except (KeyError, TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise self._damaged(step, f"its {_SUMS} does not match its own checksum")
+        return entries
+
+    def _verify(self, step: int, leaves, sums) -> None:
+        """Check ``[(raw path, leaf)]`` read from ``step`` against its recorded sums."""
+        if sums is None:
+            return
+        for names, leaf in leaves:
+            if _spec(leaf) is None:
+                continue
+            entry = sums.get(tuple(str(n) for n in names))
+            if entry is None:
+                raise self._damaged(step, f"{_show(names)} has no recorded sha256 in its {_SUMS}")
+            host = _host_copy(leaf)
+            if host is None or entry["sha256"] is None:  # sharded over processes (then or now)
+                continue
+            recorded = (tuple(entry["shape"]), entry["dtype"])
+            if _spec(host) != recorded or _array_digest(host) != entry["sha256"]:
+                raise self._damaged(step, f"{_show(names)} does not match its recorded sha256")
 
     def _check(self, step: int, saved, like, what: str) -> None:
         saved_specs = _by_str(
@@ -583,21 +732,42 @@ class Checkpointer:
 
         Raises:
           FileNotFoundError: if there is no complete checkpoint (of ``step``).
+          CheckpointDamagedError: (a ``ValueError``) if the step's files cannot be read, or
+            an array differs from the sha256 recorded when it was saved.
           ValueError: if ``like`` differs from the checkpoint (another optimiser, other
             shapes): one message listing the first differing paths with both shapes.
         """
         step = self._step(step)
-        saved = self._saved_tree(step)
-        if saved is not None:
-            self._check(step, saved, like, "`like`")
+        sums = self._read_sums(step)
+        self._check(step, self._saved_tree(step), like, "`like`")
         abstract = jax.tree.map(self._ocp.utils.to_shape_dtype_struct, like)
-        return self._manager.restore(step, args=self._ocp.args.StandardRestore(abstract))
+        try:
+            restored = self._manager.restore(step, args=self._ocp.args.StandardRestore(abstract))
+        except Exception as err:  # orbax / tensorstore: missing, truncated or undecodable files
+            raise self._unreadable(step, err) from err
+        self._verify(step, _flatten(restored, variables_as_values=False), sums)
+        return restored
+
+    def _read_arrays(self, step: int, item, restore_args, *, partial: bool):
+        ocp = self._ocp
+        path = self.directory / str(step) / "default"
+        try:
+            with ocp.PyTreeCheckpointer() as checkpointer:
+                return checkpointer.restore(
+                    path,
+                    args=ocp.args.PyTreeRestore(
+                        item=item, restore_args=restore_args, partial_restore=partial
+                    ),
+                )
+        except Exception as err:  # orbax / tensorstore: missing, truncated or undecodable files
+            raise self._unreadable(step, err) from err
 
     def restore_params(self, like_params, step: int | None = None, *, ema: bool = False):
         """Read only the params (or, with ``ema=True``, the EMA) of a saved :class:`TrainState`.
 
         The optimiser state is neither read nor needed: restore a model trained with any
-        optimiser from ``like_params`` alone.
+        optimiser from ``like_params`` alone. What is read is checked against the sha256s
+        recorded at save time, as in :meth:`restore`.
 
         Args:
           like_params: a params pytree of the saved structure (``state.params``,
@@ -612,12 +782,15 @@ class Checkpointer:
 
         Raises:
           FileNotFoundError: if there is no complete checkpoint (of ``step``).
+          CheckpointDamagedError: (a ``ValueError``) if the step's files cannot be read, or
+            an array differs from its recorded sha256.
           ValueError: if ``like_params`` differs from the saved params (paths, shapes, dtypes).
         """
         ocp = self._ocp
         step = self._step(step)
         field = "ema" if ema else "params"
         like_params = _params_template(like_params)
+        sums = self._read_sums(step)
         saved = self._saved_tree(step)
         if not isinstance(saved, Mapping) or field not in saved:
             top = sorted(saved) if isinstance(saved, Mapping) else type(saved).__name__
@@ -627,17 +800,43 @@ class Checkpointer:
             )
         self._check(step, saved[field], like_params, f"`like_params` ({field})")
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like_params)
-        path = self.directory / str(step) / "default"
-        with ocp.PyTreeCheckpointer() as checkpointer:
-            out = checkpointer.restore(
-                path,
-                args=ocp.args.PyTreeRestore(
-                    item={field: abstract},
-                    restore_args={field: ocp.checkpoint_utils.construct_restore_args(abstract)},
-                    partial_restore=True,
-                ),
-            )
-        return out[field]
+        out = self._read_arrays(
+            step,
+            {field: abstract},
+            {field: ocp.checkpoint_utils.construct_restore_args(abstract)},
+            partial=True,
+        )[field]
+        leaves = [((field, *names), leaf) for names, leaf in _flatten(out, variables_as_values=False)]
+        self._verify(step, leaves, sums)
+        return out
+
+    def verify(self, step: int | None = None) -> None:
+        """Read every array of the checkpoint at ``step`` (default: latest) and check its sha256.
+
+        No template is needed: the arrays are read as NumPy arrays in the saved structure
+        (as costly as a restore, without placing anything on a device). A checkpoint without
+        ``sha256.json`` (saved before checksums were recorded) is only checked to be readable.
+
+        Args:
+          step: the step to check; default the latest.
+
+        Raises:
+          FileNotFoundError: if there is no complete checkpoint (of ``step``).
+          CheckpointDamagedError: (a ``ValueError``) if the step's files cannot be read, or
+            an array differs from its recorded sha256, or a recorded array is missing.
+        """
+        step = self._step(step)
+        sums = self._read_sums(step)
+        saved = self._saved_tree(step)
+        restore_args = jax.tree.map(lambda _: self._ocp.RestoreArgs(restore_type=np.ndarray), saved)
+        arrays = self._read_arrays(step, None, restore_args, partial=False)
+        leaves = _flatten(arrays, variables_as_values=False)
+        self._verify(step, leaves, sums)
+        if sums is not None:
+            read = {tuple(str(n) for n in names) for names, _ in leaves}
+            missing = [names for names in sums if names not in read]
+            if missing:
+                raise self._damaged(step, f"{_show(missing[0])} is recorded in its {_SUMS} but was not read")
 
     def close(self) -> None:
         self._manager.close()

@@ -10,6 +10,7 @@ once. Multi-host runs use the same drivers over a mesh of all processes' devices
 
 from __future__ import annotations
 
+import math
 import os
 
 import jax
@@ -166,12 +167,19 @@ def initialize_distributed(
     coordinator: str | None = None,
     num_processes: int | None = None,
     process_id: int | None = None,
+    *,
+    timeout: float = 120.0,
 ) -> bool:
     """Start JAX's multi-host runtime from arguments or the environment.
 
     Reads ``FLOWJAX_COORDINATOR``, ``FLOWJAX_NUM_PROCESSES`` and ``FLOWJAX_PROCESS_ID`` when an
     argument is ``None``. On CPU it selects the gloo collectives (needed for cross-process
     collectives there). Returns False (and does nothing) when no coordinator is given.
+
+    Raises:
+      ValueError: a coordinator that is not ``host:port``, a process id outside
+        ``[0, num_processes)``, or a coordinator that does not answer within ``timeout``
+        seconds (instead of waiting for ever).
     """
     coordinator = coordinator or os.environ.get("FLOWJAX_COORDINATOR")
     if not coordinator:
@@ -185,8 +193,21 @@ def initialize_distributed(
     if not 0 <= process_id < num_processes:
         raise ValueError(f"process id {process_id} is outside [0, {num_processes})")
     # cross-process collectives on the CPU backend need gloo (no effect on GPU/TPU backends)
+    host, colon, port = coordinator.rpartition(":")
+    if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"the coordinator must be host:port (port 1-65535), got {coordinator!r}")
+    if not (isinstance(timeout, int | float) and timeout > 0):
+        raise ValueError(f"the coordinator timeout must be a positive number of seconds, got {timeout!r}")
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(
-        coordinator_address=coordinator, num_processes=num_processes, process_id=process_id
-    )
+    try:
+        jax.distributed.initialize(
+            coordinator_address=coordinator, num_processes=num_processes, process_id=process_id,
+            initialization_timeout=max(int(math.ceil(timeout)), 1),
+        )
+    except Exception as err:  # jax raises runtime errors of several kinds here
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ValueError(
+            f"could not join the coordinator {coordinator} as process {process_id} of "
+            f"{num_processes} within {timeout:g} s: {first[:300]}"
+        ) from None
     return True
