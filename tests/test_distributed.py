@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import chex
 import numpy as np
 import pytest
 
@@ -91,8 +92,7 @@ def test_in_process_shard_step_matches_jit():
     ref, m_ref = jax.jit(step)(state, jax.random.key(2), x0, x1)
     mesh = fm.training.data_mesh(8)
     got, m = fm.training.shard_step(step, mesh)(fm.training.replicate(state, mesh), jax.random.key(2), x0, x1)
-    for a, b in zip(jax.tree.leaves(ref.params), jax.tree.leaves(got.params), strict=True):
-        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+    chex.assert_trees_all_close(got.params, ref.params, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(m["loss"], m_ref["loss"], rtol=1e-5)
     with pytest.raises(ValueError, match="not divisible by the device count 8"):
         fm.training.shard_step(step, mesh)(state, jax.random.key(2), x0[:12], x1[:12])

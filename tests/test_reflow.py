@@ -2,6 +2,7 @@
 
 import json
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -86,8 +87,7 @@ def test_warm_start_and_errors():
     params = jax.tree.map(lambda a: a + 1.0, fm.training.split_model(model)[1])
     state, _ = reflow(model, jax.random.key(0), x0, x0, num_steps=2, batch_size=4, optimizer=opt,
                       params=params)
-    for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(params), strict=True):
-        np.testing.assert_array_equal(a, b)
+    chex.assert_trees_all_equal(state.params, params)
     with pytest.raises(ValueError, match="euler_steps"):
         distill(model, jax.random.key(0), x0, x0, euler_steps=0, num_steps=1)
     with pytest.raises(ValueError, match="same shape"):

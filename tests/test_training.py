@@ -1,5 +1,6 @@
 """Train step, fit (scan chunks, resume, non-finite), checkpoints."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -31,9 +32,8 @@ def tgt(key, n):
     return 0.5 * jax.random.normal(key, (n, 2)) + jnp.array([3.0, -1.0])
 
 
-def _allclose_tree(a, b, **kw):
-    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
-        np.testing.assert_allclose(np.asarray(x), np.asarray(y), **kw)
+def _allclose_tree(a, b, rtol=1e-7, atol=0.0):
+    chex.assert_trees_all_close(a, b, rtol=rtol, atol=atol)
 
 
 def test_step_is_pure_and_jittable():

@@ -1,5 +1,6 @@
 """The composable training core: any model kind, one loop over any data, compile caching."""
 
+import chex
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -97,8 +98,7 @@ def test_every_model_kind_trains_through_shard_step_on_8_devices(kind):
         fm.training.replicate(state0, mesh), jax.random.key(3), x0, x1
     )
     assert float(metrics["grad_norm"]) > 0
-    for a, b in zip(jax.tree.leaves(one.params), jax.tree.leaves(eight.params), strict=True):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
+    chex.assert_trees_all_close(one.params, eight.params, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize(
