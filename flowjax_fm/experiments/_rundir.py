@@ -169,6 +169,17 @@ class Run:
         return draw(self.source, key, n, self.event_shape)
 
 
+def _missing_keys(full: dict, saved: dict, prefix: str = "") -> list[str]:
+    """Keys of a complete config dict that a saved one lacks (a saved run records them all)."""
+    out = []
+    for k, v in full.items():
+        if k not in saved:
+            out.append(prefix + k)
+        elif isinstance(v, dict) and k != "options" and isinstance(saved[k], dict):
+            out += _missing_keys(v, saved[k], prefix + k + ".")
+    return out
+
+
 def load_run(run_dir: str | os.PathLike, *, step: int | None = None) -> Run:
     """Rebuild a run from its directory: config, model, optimiser, restored state, source.
 
@@ -185,9 +196,13 @@ def load_run(run_dir: str | os.PathLike, *, step: int | None = None) -> Run:
     run_dir = Path(run_dir).expanduser().absolute()
     record = read_record(run_dir)
     try:
-        config = resolve(RunConfig.from_dict(record["config"]), record["kind"])
+        config = RunConfig.from_dict(record["config"])
+        missing = _missing_keys(config.to_dict(), record["config"])
+        if missing:
+            raise ValueError(f"the config lacks {', '.join(missing)}")
+        config = resolve(config, record["kind"])
     except (TypeError, ValueError) as err:
-        raise ValueError(f"{run_dir / 'run.json'}: {err}") from None
+        raise ValueError(f"{run_dir / 'run.json'} is damaged: {err}") from None
     check_ref(record["source"], "source")
     event_shape = tuple(record["event_shape"])
     conditions = record["conditions"]
