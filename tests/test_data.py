@@ -152,3 +152,101 @@ def test_load_points_unreadable(tmp_path):
     np.savez(archive, x=np.ones((3, 2)))
     with pytest.raises(ValueError, match="got an .npz archive"):
         data.load_points(archive)
+
+
+@pytest.mark.parametrize("dtype", [">f4", ">f8", ">f2"])
+def test_load_points_big_endian_comes_back_native(tmp_path, dtype):
+    path = tmp_path / "be.npy"
+    pts = np.random.default_rng(1).normal(size=(9, 2)).astype(dtype)
+    np.save(path, pts)
+    out = data.load_points(path)
+    assert out.dtype.isnative and out.dtype == np.dtype(dtype).newbyteorder("=")
+    np.testing.assert_array_equal(out, pts)
+    jitted = jax.jit(lambda x: x + 0)(out)  # JAX takes it (f8 as f4)
+    np.testing.assert_allclose(np.asarray(jitted), pts, rtol=1e-6)
+
+
+def test_load_array_dataset_big_endian_comes_back_native(tmp_path):
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(3, 4, 4, 1))
+    y = np.array([0, 2, 1])
+    np.save(tmp_path / "be.npy", x.astype(">f8"))
+    np.savez(tmp_path / "be.npz", x=x.astype(">f4"), y=y.astype(">i8"))
+    out, none = data.load_array_dataset(tmp_path / "be.npy")
+    assert none is None and out.dtype == np.float32 and out.dtype.isnative
+    np.testing.assert_array_equal(out, x.astype(np.float32))
+    out, labels = data.load_array_dataset(tmp_path / "be.npz")
+    assert out.dtype == np.float32 and out.dtype.isnative
+    assert labels.dtype == np.int32 and labels.dtype.isnative and labels.tolist() == [0, 2, 1]
+    np.testing.assert_array_equal(out, x.astype(np.float32))
+    assert float(jax.jit(jnp.sum)(out)) == pytest.approx(float(x.astype(np.float32).sum()), rel=1e-5)
+
+
+# --- toy_log_prob ---------------------------------------------------------------------------
+
+
+def _eight_centres():
+    angles = np.arange(8) * np.pi / 4
+    return 5.0 * np.stack([np.cos(angles), np.sin(angles)], axis=-1)
+
+
+@pytest.mark.parametrize("name, half_width", [("gaussian", 8.0), ("8gaussians", 9.0)])
+def test_toy_log_prob_integrates_to_one(name, half_width):
+    h = 0.02  # the densities are smooth on this scale (smallest std 0.56): the midpoint rule
+    grid = np.arange(-half_width + h / 2, half_width, h)  # is accurate far below 1e-4
+    xx, yy = np.meshgrid(grid, grid, indexing="ij")
+    points = jnp.asarray(np.stack([xx.ravel(), yy.ravel()], axis=-1), jnp.float32)
+    mass = float(jnp.exp(data.toy_log_prob(name)(points)).sum()) * h * h
+    assert mass == pytest.approx(1.0, abs=1e-4)
+
+
+def test_toy_log_prob_matches_scipy():
+    stats = pytest.importorskip("scipy.stats")
+    special = pytest.importorskip("scipy.special")
+    rng = np.random.default_rng(3)
+    # near the centres, between them, and far out (where a naive sum of pdfs underflows)
+    x = np.concatenate([rng.normal(scale=4.0, size=(200, 2)), _eight_centres(), [[60.0, -45.0]]])
+    std = 0.1**0.25
+    components = np.stack(
+        [stats.multivariate_normal(mean=c, cov=std**2 * np.eye(2)).logpdf(x) for c in _eight_centres()]
+    )
+    expected = special.logsumexp(components, axis=0) - np.log(8.0)
+    got = np.asarray(data.toy_log_prob("8gaussians")(jnp.asarray(x, jnp.float32)))
+    assert np.all(np.isfinite(got))
+    np.testing.assert_allclose(got, expected, rtol=2e-6, atol=2e-5)
+    gaussian = stats.multivariate_normal(mean=np.zeros(2), cov=np.eye(2)).logpdf(x)
+    np.testing.assert_allclose(np.asarray(data.toy_log_prob("gaussian")(x)), gaussian, rtol=2e-6, atol=2e-5)
+
+
+def test_toy_log_prob_is_the_density_of_the_sampler():
+    # E[-log p(x)], x ~ p, is the entropy: log(2 pi e) for N(0, I_2); for the 8 well separated
+    # components (6.8 std apart) log 8 + log(2 pi e s^2) up to an overlap of order 1e-10.
+    n = 40_000
+    s2 = 0.1**0.5
+    entropies = {"gaussian": np.log(2 * np.pi * np.e), "8gaussians": np.log(8 * 2 * np.pi * np.e * s2)}
+    for name, entropy in entropies.items():
+        log_p = np.asarray(data.toy_log_prob(name)(data.sample_toy(name, jax.random.key(4), n)), np.float64)
+        se = log_p.std() / np.sqrt(n)  # 0.005
+        assert -log_p.mean() == pytest.approx(entropy, abs=4 * se), (name, -log_p.mean(), entropy, se)
+
+
+def test_toy_log_prob_jit_dtypes_and_errors():
+    log_p = data.toy_log_prob("8gaussians")
+    x = jnp.asarray(np.random.default_rng(5).normal(scale=4.0, size=(64, 2)), jnp.float32)
+    inside = jax.jit(lambda z: 2.0 * log_p(z))(x)
+    np.testing.assert_allclose(np.asarray(inside), 2.0 * np.asarray(log_p(x)), rtol=1e-6, atol=1e-6)
+    assert log_p(x).shape == (64,) and log_p(x).dtype == jnp.float32
+    assert log_p(jnp.zeros((3, 2), jnp.int32)).dtype == jnp.float32
+    grad = jax.grad(lambda z: log_p(z).sum())(x)  # a score for tests of likelihood code
+    assert grad.shape == (64, 2) and bool(jnp.isfinite(grad).all())
+    assert data.toy_log_prob("gaussian").__name__ == "log_prob_gaussian"
+    with pytest.raises(ValueError, match=r"shape \(B, 2\), got shape \(5,\)"):
+        log_p(jnp.zeros(5))
+    with pytest.raises(ValueError, match=r"got shape \(4, 3\)"):
+        jax.jit(log_p)(jnp.zeros((4, 3)))
+    for name in set(data.TOY_NAMES) - {"gaussian", "8gaussians"}:
+        with pytest.raises(ValueError, match=f"'{name}' has no closed-form density"):
+            data.toy_log_prob(name)
+    with pytest.raises(ValueError, match="unknown toy data set 'ring'"):
+        data.toy_log_prob("ring")
+    assert "toy_log_prob" in data.__all__

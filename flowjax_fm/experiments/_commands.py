@@ -401,18 +401,9 @@ def reflow_run(
         else (lambda key, n: jax.random.normal(key, (n, *run.event_shape), jnp.float32))
     )
     x0, x1 = reflow.generate_pairs(field, k_pairs, draw_source, pairs, solver=solver)
-    state, history = reflow.reflow(
-        built.model,
-        k_train,
-        x0,
-        x1,
-        num_steps=steps,
-        batch_size=batch,
-        optimizer=built.optimizer,
-        params=start,
-        ema_decay=new_config.ema_decay,
-        progress=progress,
-    )
+    common = dict(batch_size=batch, ema_decay=new_config.ema_decay, progress=progress)
+    state, history = reflow.reflow(built.model, k_train, x0, x1, num_steps=steps,
+                                   optimizer=built.optimizer, params=start, **common)
     new_field = training.make_vector_field(built.model, state.params)
     report = {
         "before": _euler_report(field, x0_eval, x_ref),
@@ -434,19 +425,9 @@ def reflow_run(
     if distill_steps:
         d_built = build(d_config, run.event_shape, None)
         y0, y1 = reflow.generate_pairs(new_field, k_pairs2, draw_source, pairs, solver=solver)
-        d_state, d_hist = reflow.distill(
-            d_built.model,
-            k_distill,
-            y0,
-            y1,
-            euler_steps=distill_steps,
-            num_steps=k_steps,
-            batch_size=batch,
-            optimizer=d_built.optimizer,
-            params=state.params,
-            ema_decay=d_config.ema_decay,
-            progress=progress,
-        )
+        d_state, d_hist = reflow.distill(d_built.model, k_distill, y0, y1, euler_steps=distill_steps,
+                                         num_steps=k_steps, optimizer=d_built.optimizer,
+                                         params=state.params, **common)
         d_field = training.make_vector_field(d_built.model, d_state.params)
         x = np.asarray(sampling.sample(d_field, x0_eval, solver="euler", num_steps=distill_steps).x)
         d_result = {
