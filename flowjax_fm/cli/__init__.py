@@ -23,7 +23,9 @@ class _Parser(argparse.ArgumentParser):
     """argparse, with usage errors as one line and exit code 2."""
 
     def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        command = self.prog.split()[1:]  # "flowjax-fm train" -> the sub-command, named in the line
+        where = f"{command[0]}: " if command else ""
+        self.exit(2, f"flowjax-fm: error: {where}{message}\n")
 
 
 def one_line(exc: BaseException) -> str:

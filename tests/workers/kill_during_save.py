@@ -2,7 +2,7 @@
 
 Usage: python kill_during_save.py RUN_DIR
 The first checkpoint (step 100) completes; the save of step 200 is started and the process
-kills itself before orbax has finalised it.
+kills itself before orbax has finalised it (and before its sha256.json is written).
 """
 
 import os
@@ -28,5 +28,7 @@ def dying_save(self, state, *, force=True):
 
 
 _checkpoint.Checkpointer.save = dying_save
-config = fm.training.TrainConfig(steps=300, chunk=100, checkpoint_every=100, devices=1, eval_samples=200)
-fm.training.train_and_evaluate(config, sys.argv[1], progress=False)
+config = fm.experiments.RunConfig(
+    steps=300, chunk=100, checkpoint_every=100, devices=1, eval=fm.experiments.EvalConfig(samples=200)
+)
+fm.experiments.train_and_evaluate(config, sys.argv[1], progress=False)
