@@ -1,12 +1,14 @@
 """One entry point for every benchmark suite.
 
-    python -m benchmarks --suite train [--quick] [extra args for the suite's script]
+    python -m benchmarks --suite train [--quick] [the suite's own flags]
     python -m benchmarks --suite all --quick        # the smoke versions of every suite
     flowjax-fm bench --suite train                  # the same, from a source checkout
 
-Each suite is a script ``benchmarks/bench_*.py`` run in its own process (each pins its own
-threads and devices before JAX starts); it appends JSON lines to ``benchmarks/results/NAME.jsonl``
-and rewrites the markdown table ``benchmarks/results/NAME.md``.
+Each suite is a module ``benchmarks.bench_*`` (its cases on top of ``benchmarks._harness``),
+run in its own process (``python -m benchmarks.bench_train``), which pins its threads before
+JAX starts; it appends JSON lines to ``RESULTS/NAME.jsonl`` and rewrites the markdown table
+``RESULTS/NAME.md`` and its plots (``RESULTS``: ``--out``, else ``$FLOWJAX_FM_BENCH_RESULTS``,
+else ``benchmarks/results``).
 """
 
 from __future__ import annotations
@@ -18,29 +20,29 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SUITES = {
-    "train": "bench_train.py",
-    "coupling": "bench_assignment.py",
-    "sinkhorn": "bench_sinkhorn.py",
-    "sampling": "bench_sampling.py",
-    "likelihood": "bench_likelihood.py",
-    "scaling": "bench_scaling.py",
-    "quality": "bench_quality.py",
-    "reflow": "bench_reflow.py",
-    "unet": "bench_unet.py",
-    "digits": "bench_digits.py",
-    "paper2d": "bench_paper2d.py",
-    "conditional": "bench_conditional.py",
+    "train": "bench_train",
+    "coupling": "bench_assignment",
+    "sinkhorn": "bench_sinkhorn",
+    "sampling": "bench_sampling",
+    "likelihood": "bench_likelihood",
+    "scaling": "bench_scaling",
+    "quality": "bench_quality",
+    "reflow": "bench_reflow",
+    "unet": "bench_unet",
+    "digits": "bench_digits",
+    "paper2d": "bench_paper2d",
+    "conditional": "bench_conditional",
 }
 
 
 def run(suite: str, quick: bool, extra: list[str]) -> int:
-    script = HERE / SUITES[suite]
-    if not script.is_file():
-        print(f"suite {suite!r}: {script.name} is missing", file=sys.stderr)
+    module = SUITES[suite]
+    if not (HERE / f"{module}.py").is_file():
+        print(f"suite {suite!r}: benchmarks/{module}.py is missing", file=sys.stderr)
         return 2
-    cmd = [sys.executable, str(script), *(["--quick"] if quick else []), *extra]
+    cmd = [sys.executable, "-m", f"benchmarks.{module}", *(["--quick"] if quick else []), *extra]
     print("$", " ".join(cmd), flush=True)
-    return subprocess.call(cmd)
+    return subprocess.call(cmd, cwd=HERE.parent)
 
 
 def main(argv=None) -> int:

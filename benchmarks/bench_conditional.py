@@ -2,7 +2,7 @@
 
 Run:
 
-    .venv/bin/python benchmarks/bench_conditional.py [--quick] [--seeds 0 1] [--steps 5000]
+    .venv/bin/python -m benchmarks.bench_conditional [--quick] [--seeds 0 1] [--steps 5000]
 
 Task. Data ``x1 = R(theta) m`` with ``m`` a moons point and ``theta ~ U[0, 2 pi)`` drawn
 afresh for every example, condition ``c = (cos theta, sin theta)``; the data are a sampler
@@ -37,28 +37,24 @@ model that ignores the condition (W2 between the all-angle data marginal and the
 conditional). Training time: wall time of ``fit`` (compilation included).
 
 Writes ``conditional.jsonl`` (appended), ``conditional.md`` (mean +- sd over seeds) and
-``conditional.png`` (W2 per angle and method) under ``benchmarks/results``
+``conditional.png`` (W2 per angle and method) under ``RESULTS``
 (``conditional_quick.*`` with ``--quick``; ``FLOWJAX_FM_BENCH_RESULTS`` redirects).
 ``--render`` rewrites the md and png from the newest run in the JSON lines.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
+import functools
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-import optax  # noqa: E402
-from _common import RESULTS, environment, write_jsonl, write_table  # noqa: E402
-from flax import nnx  # noqa: E402
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
 
-import flowjax_fm as fm  # noqa: E402
+import flowjax_fm as fm
+from benchmarks import _harness as h
 
 ANGLES = (0.0, 2.0 * np.pi / 3.0, 4.0 * np.pi / 3.0)
 ANGLE_NAMES = ("0", "2pi/3", "4pi/3")
@@ -123,6 +119,7 @@ def methods(args) -> dict:
 
 
 def train(coupling, hide: bool, seed: int, steps: int):
+    """``(model with trained weights, train seconds, mean loss of the last 500 steps)``."""
     model = fm.models.MLP(2, (64, 64, 64), activation="selu", cond_dim=2, rngs=nnx.Rngs(seed))
     opt = optax.adam(LR)
     path = fm.paths.GaussianPath(SIGMA)
@@ -133,9 +130,8 @@ def train(coupling, hide: bool, seed: int, steps: int):
     else:
         step = fm.training.make_train_step(model, optimizer=opt, path=path, coupling=coupling)
     t = time.perf_counter()
-    state, history = fm.training.fit(step, fm.training.init_state(model, opt),
-                                     jax.random.key(seed), None, rotated_moons,
-                                     num_steps=steps, batch_size=BATCH, progress=False)
+    state, history = fm.training.fit(step, fm.training.init_state(model, opt), jax.random.key(seed), None,
+                                     rotated_moons, num_steps=steps, batch_size=BATCH, progress=False)
     jax.block_until_ready(state.params)
     train_s = time.perf_counter() - t
     loss = float(np.mean(history["loss"][-min(500, steps):]))
@@ -167,60 +163,80 @@ def references(n: int) -> dict:
     return out
 
 
-def run(seed: int, args) -> list[dict]:
+@functools.cache
+def eval_points(seed: int, n: int):
+    """The seed's source points (the same for every method) and the true samples at each angle."""
     k_x0, *k_refs = jax.random.split(jax.random.key(10_000 + seed), 1 + len(ANGLES))
-    x0 = jax.random.normal(k_x0, (args.eval, 2))
-    refs = [np.asarray(moons_at(k, args.eval, th)) for k, th in zip(k_refs, ANGLES, strict=True)]
-    rows = []
-    for name, (coupling, hide) in methods(args).items():
-        field, train_s, loss = train(coupling, hide, seed, args.steps)
-        t = time.perf_counter()
-        ev = evaluate(field, x0, refs)
-        rows.append({"method": name, "seed": seed, "train_steps": args.steps, "train_s": train_s,
-                     "final_loss": loss, "eval_s": time.perf_counter() - t, **ev})
-        print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in rows[-1].items()},
-              flush=True)
-    return rows
+    return (jax.random.normal(k_x0, (n, 2)),
+            [np.asarray(moons_at(k, n, th)) for k, th in zip(k_refs, ANGLES, strict=True)])
 
 
-# -- output --------------------------------------------------------------------------------
+# -- the suite -----------------------------------------------------------------------------
 
 
-def _ms(values, fmt="{:.3f}") -> str:
-    values = np.asarray(values, float)
-    if len(values) == 1:
-        return fmt.format(values[0])
-    return f"{fmt.format(values.mean())} +- {fmt.format(values.std(ddof=1))}"
+def flags(ap) -> None:
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--steps", type=int, default=5_000)
+    ap.add_argument("--eval", type=int, default=1_000)
+    ap.add_argument("--weights", type=float, nargs="+", default=[1.0, 10.0, 100.0],
+                    help="cond_weight values of the exact OT coupling")
+    ap.add_argument("--sinkhorn-weight", type=float, default=10.0)
 
 
-def render(name: str, rows: list[dict]) -> None:
-    """Rewrite ``NAME.md`` and ``NAME.png`` from one run's rows."""
-    r0 = rows[0]
-    seeds = sorted({r["seed"] for r in rows})
-    order = list(dict.fromkeys(r["method"] for r in rows))
-    table = []
-    for m in order:
+def setup(ctx) -> None:
+    ctx.data["refs"] = references(ctx.args.eval)
+    print(ctx.data["refs"], flush=True)
+
+
+def cases(ctx):
+    return [{"seed": seed, "method": name} for seed in ctx.args.seeds for name in methods(ctx.args)]
+
+
+def run_case(ctx, case) -> dict:
+    a = ctx.args
+    coupling, hide = methods(a)[case["method"]]
+    field, train_s, loss = train(coupling, hide, case["seed"], a.steps)
+    t = time.perf_counter()
+    ev = evaluate(field, *eval_points(case["seed"], a.eval))
+    return {"suite": "conditional", "task": "N(0,I)->rotated moons | angle", "eval_points": a.eval,
+            "batch_size": BATCH, "run_started": ctx.env["time"], **ctx.data["refs"], **case,
+            "train_steps": a.steps, "train_s": train_s, "final_loss": loss, "eval_s": time.perf_counter() - t, **ev}
+
+
+def history(ctx, rows):
+    """The rows of the newest run."""
+    return h.newest_run([r for r in rows if r.get("suite") == "conditional"], "run_started")
+
+
+def _order(rows):
+    return list(dict.fromkeys(r["method"] for r in rows))
+
+
+HEADERS = ["method", *(f"W2 at {a}" for a in ANGLE_NAMES), "W2 mean", "NFE", "final loss", "train s"]
+
+
+def table_rows(ctx, rows):
+    out = []
+    for m in _order(rows):
         sub = [r for r in rows if r["method"] == m]
-        table.append([m] + [_ms([r[f"w2_{a}"] for r in sub]) for a in ANGLE_NAMES]
-                     + [_ms([r["w2_mean"] for r in sub]), _ms([r["nfe_mean"] for r in sub], "{:.0f}"),
-                        _ms([r["final_loss"] for r in sub]), _ms([r["train_s"] for r in sub], "{:.0f}")])
-    table.append(["floor: two true samples"] + [f"{r0[f'floor_{a}']:.3f}" for a in ANGLE_NAMES]
-                 + [f"{np.mean([r0[f'floor_{a}'] for a in ANGLE_NAMES]):.3f}", "", "", ""])
-    table.append(["ceiling: all-angle marginal"] + [f"{r0[f'ceiling_{a}']:.3f}" for a in ANGLE_NAMES]
-                 + [f"{np.mean([r0[f'ceiling_{a}'] for a in ANGLE_NAMES]):.3f}", "", "", ""])
-    weights = sorted({float(m.split("cond_weight=")[1]) for m in order
-                      if m.startswith("OT, cond_weight=")})
-    sk = [m for m in order if m.startswith("Sinkhorn")]
-    cmd = "`.venv/bin/python benchmarks/bench_conditional.py"
-    if r0.get("quick"):
-        cmd += " --quick`"
-    else:
-        cmd += (f" --seeds {' '.join(map(str, seeds))} --steps {r0['train_steps']}"
-                f" --eval {r0['eval_points']} --weights {' '.join(f'{w:g}' for w in weights)}"
-                + (f" --sinkhorn-weight {sk[0].split('cond_weight=')[1]}" if sk else "") + "`")
-    n = r0["eval_points"]
-    write_table(
-        name, "Continuous conditions: rotated moons given the angle",
+        out.append(dict(zip(HEADERS, [m, *(h.mean_sd(r[f"w2_{a}"] for r in sub) for a in ANGLE_NAMES),
+                                      h.mean_sd(r["w2_mean"] for r in sub), h.mean_sd((r["nfe_mean"] for r in sub), ".0f"),
+                                      h.mean_sd(r["final_loss"] for r in sub), h.mean_sd((r["train_s"] for r in sub), ".0f")],
+                             strict=True)))
+    r0 = rows[0]
+    for label, kind in (("floor: two true samples", "floor"), ("ceiling: all-angle marginal", "ceiling")):
+        vals = [r0[f"{kind}_{a}"] for a in ANGLE_NAMES]
+        out.append(dict(zip(HEADERS, [label, *(f"{v:.3f}" for v in vals), f"{np.mean(vals):.3f}", "", "", ""],
+                            strict=True)))
+    return out
+
+
+COLUMNS = [(head, lambda t, head=head: t[head]) for head in HEADERS]
+
+
+def preamble(ctx, rows) -> str:
+    r0, seeds, n = rows[0], sorted({r["seed"] for r in rows}), rows[0]["eval_points"]
+    return (
         f"{r0['time']}, {r0['device_kind']}, load {r0['load_avg_1m']:.1f}. Data: moons rotated by "
         "theta ~ U[0, 2pi) (a fresh sampler batch each step), condition c = (cos theta, sin theta); "
         "source N(0, I). MLP 3x64 SELU with cond_dim=2, Adam 1e-3, batch 256, GaussianPath(0.1), "
@@ -234,84 +250,25 @@ def render(name: str, rows: list[dict]) -> None:
         "ceiling: the all-angle data marginal against the conditional (a model ignoring the "
         "condition). Loss: mean CFM loss of the last 500 steps (not comparable across couplings). "
         f"Train s: wall time of fit (compilation included). Mean +- sd over seeds {seeds}. "
-        f"Plot: `{name}.png`. Command: {cmd}.",
-        ["method"] + [f"W2 at {a}" for a in ANGLE_NAMES]
-        + ["W2 mean", "NFE", "final loss", "train s"],
-        table,
+        f"Plot: `{ctx.name}.png`. Command: {ctx.command}."
     )
-    plot(name, rows, order)
 
 
-def plot(name: str, rows: list[dict], order: list[str]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def plot(ctx, rows) -> None:
     r0 = rows[0]
-    fig, ax = plt.subplots(figsize=(7.5, 3.8))
-    xs = np.arange(len(ANGLE_NAMES))
-    width = 0.8 / len(order)
-    for i, m in enumerate(order):
-        vals = np.array([[r[f"w2_{a}"] for a in ANGLE_NAMES] for r in rows if r["method"] == m])
-        err = vals.std(axis=0, ddof=1) if len(vals) > 1 else None
-        ax.bar(xs + (i - (len(order) - 1) / 2) * width, vals.mean(axis=0), width, yerr=err,
-               capsize=2, label=m)
-    ax.plot(xs, [r0[f"floor_{a}"] for a in ANGLE_NAMES], "k_", ms=30, mew=2, label="floor")
-    ax.set_xticks(xs, [f"theta = {a}" for a in ANGLE_NAMES])
-    ax.set_ylabel("conditional W2 (dopri5 1e-4)")
-    ax.set_title(f"rotated moons | angle, {r0['train_steps']} steps, seeds "
-                 f"{sorted({r['seed'] for r in rows})}", fontsize=9)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    ax.grid(alpha=0.3, axis="y")
-    fig.tight_layout()
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    fig.savefig(RESULTS / f"{name}.png", dpi=110)
-    plt.close(fig)
+    title = f"rotated moons | angle, {r0['train_steps']} steps, seeds {sorted({r['seed'] for r in rows})}"
+    groups = {f"theta = {a}": {m: [r[f"w2_{a}"] for r in rows if r["method"] == m] for m in _order(rows)}
+              for a in ANGLE_NAMES}
+    h.write_bars(ctx.file("png"), {title: groups}, ylabel="conditional W2 (dopri5 1e-4)", title="",
+                 floor={title: [r0[f"floor_{a}"] for a in ANGLE_NAMES]})
 
 
-def newest_run(name: str) -> list[dict]:
-    """The rows of the newest run recorded in ``NAME.jsonl``."""
-    rows = [json.loads(line) for line in (RESULTS / f"{name}.jsonl").read_text().splitlines()]
-    rows = [r for r in rows if r.get("suite") == "conditional"]
-    if not rows:
-        raise SystemExit(f"no conditional rows in {RESULTS / f'{name}.jsonl'}")
-    newest = max(r["run_started"] for r in rows)
-    return [r for r in rows if r["run_started"] == newest]
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="short run (smoke test)")
-    ap.add_argument("--render", action="store_true",
-                    help="only rewrite the md and png from the newest run in the JSON lines")
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    ap.add_argument("--steps", type=int, default=5_000)
-    ap.add_argument("--eval", type=int, default=1_000)
-    ap.add_argument("--weights", type=float, nargs="+", default=[1.0, 10.0, 100.0],
-                    help="cond_weight values of the exact OT coupling")
-    ap.add_argument("--sinkhorn-weight", type=float, default=10.0)
-    args = ap.parse_args()
-    name = "conditional_quick" if args.quick else "conditional"
-    if args.render:
-        render(name, newest_run(name))
-        return
-    if args.quick:
-        args.seeds, args.steps, args.eval, args.weights = [0], 200, 200, [10.0]
-    env = environment()
-    started = env["time"]
-    refs = references(args.eval)
-    print(refs, flush=True)
-    rows = []
-    for seed in args.seeds:
-        for r in run(seed, args):
-            rows.append({"suite": "conditional", "task": "N(0,I)->rotated moons | angle",
-                         "quick": args.quick, "eval_points": args.eval, "batch_size": BATCH,
-                         "run_started": started, **refs, **r, **env})
-    write_jsonl(name, rows)
-    render(name, rows)
-    print(f"wrote {RESULTS}/{name}.jsonl, .md and .png", flush=True)
-
+SUITE = h.Suite(
+    name="conditional", title="Continuous conditions: rotated moons given the angle", doc=__doc__,
+    cases=cases, run_case=run_case, columns=COLUMNS, preamble=preamble, flags=flags,
+    quick={"seeds": [0], "steps": 200, "eval": 200, "weights": [10.0]}, peak=False, quick_file=True,
+    setup=setup, history=history, table_rows=table_rows, plot=plot,
+)
 
 if __name__ == "__main__":
-    main()
+    h.main(SUITE)

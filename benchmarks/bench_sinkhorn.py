@@ -2,8 +2,8 @@
 
 Run (one core, one thread for every library):
 
-    .venv/bin/python benchmarks/bench_sinkhorn.py [--quick] [--sizes 256 1024] [--dims 2 64]
-    .venv/bin/python benchmarks/bench_sinkhorn.py --options      # ott-jax solver options instead
+    .venv/bin/python -m benchmarks.bench_sinkhorn [--quick] [--sizes 256 1024] [--dims 2 64]
+    .venv/bin/python -m benchmarks.bench_sinkhorn --options      # ott-jax solver options instead
 
 Problem: squared-Euclidean cost between x0 ~ N(0, I) and x1 ~ N(1, 0.25 I), n points each in
 dimension d, n in {256, 1024, 4096, 8192} x d in {2, 64, 3072}. Both sides get the same absolute
@@ -36,7 +36,7 @@ with ``k`` the iterations reached and an ``exp`` counted as one FLOP:
   iterations ``2 n^2 k / 10``; the plan ``2 n^2``.
 
 Achieved FLOP/s = that count / median wall time, against a float32 matrix product timed in the same
-run (:func:`_common.matmul_peak_flops`).
+run (:func:`_harness.matmul_peak_flops`).
 
 Reported besides: the transport cost ``n <P, C>`` each reaches, the exact optimum (the assignment
 solver) for reference, and the marginal error ``max(|P 1 n - 1|, |P^T 1 n - 1|)``.
@@ -48,34 +48,16 @@ initializer, kernel mode) against the library's default and POT, written to
 
 from __future__ import annotations
 
-# (``_common`` sets one BLAS / OpenMP thread before it imports numpy.)
-import argparse
 import sys
-import time
-import warnings
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (
-    environment,
-    fmt_limit,
-    limit_fields,
-    matmul_peak_flops,
-    pin_one_core,
-    timed,
-    write_jsonl,
-    write_plot,
-    write_table,
-)
+import jax
+import jax.numpy as jnp
+import numpy as np
 
-THREADS = pin_one_core()
-
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-
-import flowjax_fm as fm  # noqa: E402
-from flowjax_fm.couplings._ot import draw_indices  # noqa: E402
+import flowjax_fm as fm
+from benchmarks import _harness as h
+from benchmarks import _peers as peers
+from flowjax_fm.couplings._ot import draw_indices
 
 EPS_REL, THRESHOLD, MAX_ITERATIONS = 0.05, 1e-3, 2000
 POT_SMALL_N = 1024  # POT at its default stopThr and torchcfm's setting: at most this n
@@ -87,9 +69,9 @@ def problem(n, d, seed=0):
     return jax.random.normal(k0, (n, d)), 0.5 * jax.random.normal(k1, (n, d)) + 1.0
 
 
-def repeats_for(n: int) -> tuple[int, int]:
-    """(repeats, warmup calls) by size: fewer where one call takes seconds."""
-    return {256: (10, 1), 1024: (5, 1), 4096: (2, 0)}.get(n, (1, 0))
+def repeats_for(n: int) -> tuple[int, bool]:
+    """(repeats, a warm-up call first) by size: fewer where one call takes seconds."""
+    return {256: (10, True), 1024: (5, True), 4096: (2, False)}.get(n, (1, False))
 
 
 def flops_ours(n, d, iters):
@@ -125,71 +107,80 @@ def draw_pairs(key, plan):
     return rows, draw_indices(k_cols, plan[rows])
 
 
-def compile_timed(fn, *args):
-    t = time.perf_counter()
-    compiled = jax.jit(fn).lower(*args).compile()
-    return compiled, time.perf_counter() - t
-
-
 def marginal_err(plan):
     n = plan.shape[0]
     return float(max(np.abs(plan.sum(1) * n - 1).max(), np.abs(plan.sum(0) * n - 1).max()))
 
 
-def ours(x0, x1, repeats, warmup):
+def transport(plan, cost):
+    return float((plan * cost).sum() * len(plan))
+
+
+def ours(x0, x1, repeats, warm):
     cp = fm.couplings.SinkhornCoupling(
         epsilon=EPS_REL, relative_epsilon="mean", threshold=THRESHOLD, max_iterations=MAX_ITERATIONS
     )
-    plan_fn, compile_s = compile_timed(cp.plan, x0, x1)
-    plan, (wall, _, cpu) = timed(lambda: jax.block_until_ready(plan_fn(x0, x1)), repeats, warmup)
-    key = jax.random.key(0)
-    draw_fn, draw_compile_s = compile_timed(draw_pairs, key, plan)
-    _, (draw_wall, _, draw_cpu) = timed(lambda: jax.block_until_ready(draw_fn(key, plan)), max(repeats, 3))
+    plan_fn, compile_s = h.compile_timed(cp.plan, x0, x1)
+    solve = h.time_fn(lambda: plan_fn(x0, x1), repeats, first_apart=warm)
+    plan, key = solve.out, jax.random.key(0)
+    draw_fn, draw_compile_s = h.compile_timed(draw_pairs, key, plan)
+    draw = h.time_fn(lambda: draw_fn(key, plan), max(repeats, 3))
     # iteration count: the same solve through ott directly (not timed), checked against the plan
     out = jax.jit(plan_and_iters({}))(x0, x1)
     same = bool(np.allclose(np.asarray(out[0]), np.asarray(plan), rtol=1e-4, atol=1e-9))
     return dict(
-        ours_s=wall, ours_cpu_s=cpu, ours_compile_s=compile_s, ours_iters=int(out[1]),
-        ours_iters_checked=same, draw_s=draw_wall, draw_cpu_s=draw_cpu,
+        ours_s=solve.median_s, ours_cpu_s=solve.cpu_s, ours_compile_s=compile_s, ours_iters=int(out[1]),
+        ours_iters_checked=same, draw_s=draw.median_s, draw_cpu_s=draw.cpu_s,
         draw_compile_s=draw_compile_s,
     ), np.asarray(plan, np.float64)
 
 
-def pot(x0, x1, reg, repeats, warmup, stop_thr):
-    import ot
-
+def pot(x0, x1, reg, repeats, warm, stop_thr):
     a, b = np.asarray(x0, np.float64), np.asarray(x1, np.float64)
-    w = np.full(len(a), 1.0 / len(a))
-
-    def run():
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            plan, log = ot.sinkhorn(w, w, ot.dist(a, b), reg, stopThr=stop_thr, log=True)
-        return plan, int(log["niter"]), sorted({str(c.message)[:60] for c in caught})
-
-    (plan, iters, warns), (wall, _, cpu) = timed(run, repeats, warmup)
+    t = h.time_fn(lambda: peers.pot_sinkhorn(a, b, reg, stop_thr), repeats, first_apart=warm)
+    plan, iters, warns = t.out
     ok = bool(np.isfinite(plan).all() and plan.sum() > 0.5)
-    return dict(s=wall, cpu_s=cpu, iters=iters, warnings=warns, ok=ok), np.asarray(plan, np.float64)
+    return dict(s=t.median_s, cpu_s=t.cpu_s, iters=iters, warnings=warns, ok=ok), np.asarray(plan, np.float64)
 
 
-def run_case(n, d, have_pot, peak, pot_4096, quick=False):
+def flags(ap) -> None:
+    ap.add_argument("--sizes", type=int, nargs="+", default=[256, 1024, 4096, 8192])
+    ap.add_argument("--dims", type=int, nargs="+", default=[2, 64, 3072])
+    ap.add_argument("--options", action="store_true", help="compare ott-jax Sinkhorn options instead")
+
+
+def setup(ctx) -> None:
+    ctx.data.update(have_pot=peers.start("POT columns", "ot") is None, pot_4096={})
+    # share of the core this process got while the limit was measured (a shared machine)
+    ctx.env["peak_cpu_share"] = ctx.peak_cpu_share
+
+
+def cases(ctx):
+    if ctx.quick:
+        return [{"n": 256, "d": 2}, {"n": 1024, "d": 2}, {"n": 256, "d": 3072}]
+    return [{"n": n, "d": d} for d in ctx.args.dims for n in sorted(ctx.args.sizes)]
+
+
+def run_case(ctx, case) -> dict:
+    n, d, peak = case["n"], case["d"], ctx.peak
     x0, x1 = problem(n, d)
     cost = np.asarray(fm.couplings.squared_distances(x0, x1), np.float64)
     exact = float(cost[np.arange(n), np.asarray(fm.couplings.solve_assignment(jnp.asarray(cost)))].sum())
     reps, warm = repeats_for(n)
-    reps = min(reps, 3) if quick else reps
-    row = {"suite": "coupling", "part": "sinkhorn", "n": n, "d": d, "threads": THREADS,
+    reps = min(reps, 3) if ctx.quick else reps
+    row = {"suite": "coupling", "part": "sinkhorn", "n": n, "d": d, "threads": ctx.threads,
            "eps": EPS_REL * float(cost.mean()), "threshold": THRESHOLD, "exact_cost": exact,
            "repeats": reps}
     mine, plan = ours(x0, x1, reps, warm)
     row |= mine
-    row |= {"ours_cost": float((plan * cost).sum() * n), "ours_marginal_err": marginal_err(plan)}
-    row |= {f"ours_{k}": v for k, v in limit_fields(flops_ours(n, d, row["ours_iters"]), row["ours_s"], peak).items()}
+    row |= {"ours_cost": transport(plan, cost), "ours_marginal_err": marginal_err(plan)}
+    row |= {f"ours_{k}": v for k, v in h.limit_fields(flops_ours(n, d, row["ours_iters"]), row["ours_s"], peak).items()}
     row["ours_gflops_by_cpu_time"] = flops_ours(n, d, row["ours_iters"]) / row["ours_cpu_s"] / 1e9
     row["peak_gflops"] = peak / 1e9
-    if not have_pot:
+    if not ctx.data["have_pot"]:
         row["pot_skipped"] = "POT not installed"
         return row
+    pot_4096 = ctx.data["pot_4096"]
     predicted = 4 * pot_4096.get(d, 0.0) if n > 4096 else 0.0
     if predicted > CALL_BUDGET_S:
         row["pot_skipped"] = f"predicted {predicted:.0f} s a call (4x n=4096) > {CALL_BUDGET_S:.0f} s"
@@ -197,63 +188,93 @@ def run_case(n, d, have_pot, peak, pot_4096, quick=False):
         p, pplan = pot(x0, x1, row["eps"], reps, warm, THRESHOLD / np.sqrt(n))
         row |= {f"pot_{k}": v for k, v in p.items()}
         if p["ok"]:
-            row |= {"pot_cost": float((pplan * cost).sum() * n), "pot_marginal_err": marginal_err(pplan)}
-            row |= {f"pot_{k}": v for k, v in limit_fields(flops_pot(n, d, p["iters"]), p["s"], peak).items()}
+            row |= {"pot_cost": transport(pplan, cost), "pot_marginal_err": marginal_err(pplan)}
+            row |= {f"pot_{k}": v for k, v in h.limit_fields(flops_pot(n, d, p["iters"]), p["s"], peak).items()}
             row["pot_gflops_by_cpu_time"] = flops_pot(n, d, p["iters"]) / p["cpu_s"] / 1e9
         if n == 4096:
             pot_4096[d] = p["s"]
-    if n <= (256 if quick else POT_SMALL_N):
+    if n <= (256 if ctx.quick else POT_SMALL_N):
         p, pplan = pot(x0, x1, row["eps"], reps, warm, 1e-9)
         row |= {f"pot_default_{k}": v for k, v in p.items()}
-        row["pot_default_cost"] = float((pplan * cost).sum() * n) if p["ok"] else None
+        row["pot_default_cost"] = transport(pplan, cost) if p["ok"] else None
         p, pplan = pot(x0, x1, 0.05, 1 if n > 256 else reps, warm, 1e-9)
         row |= {f"torchcfm_default_{k}": v for k, v in p.items()}
-        row["torchcfm_default_cost"] = float((pplan * cost).sum() * n) if p["ok"] else None
+        row["torchcfm_default_cost"] = transport(pplan, cost) if p["ok"] else None
     return row
 
 
-def table_row(r):
-    ms = lambda s, c: f"{1e3 * s:.1f} ({1e3 * c:.1f})"  # noqa: E731
-    sub = lambda pre: {k[len(pre):]: v for k, v in r.items() if k.startswith(pre)}  # noqa: E731
-    has_pot = "pot_s" in r
-    ratio = f"{r['pot_s'] / r['ours_s']:.2f}x / {r['pot_cpu_s'] / r['ours_cpu_s']:.2f}x" if has_pot else "-"
-    pot_cost = (f"{r['pot_cost']:.6g}" if r.get("pot_cost") is not None else "failed") if has_pot else "-"
-    merr = f"{r['ours_marginal_err']:.1e} / " + (f"{r['pot_marginal_err']:.1e}" if r.get("pot_marginal_err") is not None else "-")
-    default = "-"
-    if "pot_default_s" in r:
-        default = f"{1e3 * r['pot_default_s']:.1f} / {r['pot_default_iters']}"
-    tcfm = "-"
-    if "torchcfm_default_s" in r:
-        c = r["torchcfm_default_cost"]
-        tcfm = f"{1e3 * r['torchcfm_default_s']:.0f} / {'failed' if c is None else f'{c:.6g}'}"
-        tcfm += " (warns)" if r["torchcfm_default_warnings"] else ""
-    return [
-        r["n"], r["d"], ms(r["ours_s"], r["ours_cpu_s"]), r["ours_iters"], f"{r['ours_compile_s']:.2f}",
-        ms(r["draw_s"], r["draw_cpu_s"]),
-        ms(r["pot_s"], r["pot_cpu_s"]) if has_pot else r.get("pot_skipped", "-"),
-        r.get("pot_iters", "-"), ratio, f"{r['ours_cost']:.6g}", pot_cost, f"{r['exact_cost']:.6g}", merr,
-        fmt_limit(sub("ours_")), fmt_limit(sub("pot_")) if has_pot else "-", default, tcfm,
-    ]
+def _ms(s, c):
+    return f"{1e3 * s:.1f} ({1e3 * c:.1f})"
 
 
-def plot_rows(rows):
-    out = []
-    for r in rows:
-        out.append({"n": r["n"], "d": r["d"], "library": "flowjax_fm plan", "time_s": r["ours_s"]})
-        out.append({"n": r["n"], "d": r["d"], "library": "flowjax_fm draw pairs", "time_s": r["draw_s"]})
-        if "pot_s" in r:
-            out.append({"n": r["n"], "d": r["d"], "library": "POT plan (same stop)", "time_s": r["pot_s"]})
-        if "pot_default_s" in r:
-            out.append({"n": r["n"], "d": r["d"], "library": "POT plan (stopThr 1e-9)", "time_s": r["pot_default_s"]})
-    return out
+def _tcfm(r):
+    if "torchcfm_default_s" not in r:
+        return "-"
+    c = r["torchcfm_default_cost"]
+    return (f"{1e3 * r['torchcfm_default_s']:.0f} / {'failed' if c is None else f'{c:.6g}'}"
+            + (" (warns)" if r["torchcfm_default_warnings"] else ""))
 
 
+def _has_pot(r):
+    return "pot_s" in r
 
-def padded_d(rows):
-    """``d`` as right-aligned text, so that write_plot (which orders panels as strings) puts 64
-    before 3072."""
-    return [r | {"d": f"{r['d']:>4}"} for r in rows]
 
+COLUMNS = [
+    ("n", lambda r: r["n"]), ("d", lambda r: r["d"]),
+    ("ours plan ms", lambda r: _ms(r["ours_s"], r["ours_cpu_s"])), ("iters", lambda r: r["ours_iters"]),
+    ("compile s", lambda r: f"{r['ours_compile_s']:.2f}"), ("draw ms", lambda r: _ms(r["draw_s"], r["draw_cpu_s"])),
+    ("POT ms", lambda r: _ms(r["pot_s"], r["pot_cpu_s"]) if _has_pot(r) else r.get("pot_skipped", "-")),
+    ("POT iters", lambda r: r.get("pot_iters", "-")),
+    ("POT / ours", lambda r: f"{r['pot_s'] / r['ours_s']:.2f}x / {r['pot_cpu_s'] / r['ours_cpu_s']:.2f}x" if _has_pot(r) else "-"),
+    ("cost ours", lambda r: f"{r['ours_cost']:.6g}"),
+    ("cost POT", lambda r: (h.fmt(r.get("pot_cost"), ".6g", "failed")) if _has_pot(r) else "-"),
+    ("exact", lambda r: f"{r['exact_cost']:.6g}"),
+    ("marginal err ours / POT", lambda r: f"{r['ours_marginal_err']:.1e} / " + h.fmt(r.get("pot_marginal_err"), ".1e")),
+    ("GFLOP/s ours (of peak)", lambda r: h.fmt_limit(r, "ours_")),
+    ("GFLOP/s POT (of peak)", lambda r: h.fmt_limit(r, "pot_") if _has_pot(r) else "-"),
+    ("POT 1e-9", lambda r: f"{1e3 * r['pot_default_s']:.1f} / {r['pot_default_iters']}" if "pot_default_s" in r else "-"),
+    ("torchcfm default", _tcfm),
+]
+
+
+def preamble(ctx, rows) -> str:
+    skipped = sorted({r["pot_skipped"] for r in rows if "pot_skipped" in r})
+    return (
+        f"{ctx.env['time']}, {ctx.env['device_kind']}, {ctx.threads}, 1-min load {ctx.env['load_avg_1m']:.1f} at the start "
+        f"(the machine is shared: CPU times in brackets are the fairer figure). Matmul limit measured in this "
+        f"run: {ctx.peak / 1e9:.1f} GFLOP/s (float32; this process had {100 * ctx.peak_cpu_share:.0f}% of its "
+        "core while measuring it, so on a busy machine it reads low and a short call timed at a quieter "
+        "moment can exceed it; the JSON lines also hold FLOP/s by CPU time). Both sides: eps = 0.05 x mean cost, cost matrix included, "
+        "one Sinkhorn solve, stopping at 1-norm marginal error 1e-3 (POT: stopThr = 1e-3 / sqrt(n) on its "
+        "2-norm, the same or stricter). Ours float32 log-domain, jitted, compile apart; POT float64 kernel "
+        "domain. Times: median wall ms (median CPU ms). 'draw' = drawing n pairs from the solved plan "
+        "(inverse CDF), the rest of a coupling call. POT / ours: wall / CPU. Cost: n <P, C>; exact: the "
+        "optimal assignment. Marginal err: max |P 1 n - 1| over both marginals. GFLOP/s: analytic counts "
+        "from the iterations reached (see the suite's docstring; exp = 1 FLOP), / median wall time. "
+        "'POT 1e-9': POT's default stopThr (ms / iterations); 'torchcfm default': POT with reg = 0.05 on the "
+        "raw cost (ms / cost); both n <= 1024 only. "
+        + (f"POT skipped: {'; '.join(skipped)}. " if skipped else "")
+        + f"Command: {ctx.command} (under `flock /tmp/flowjax_bench.lock`)."
+    )
+
+
+def plot(ctx, rows) -> None:
+    padded = [r | {"d": f"{r['d']:>4}"} for r in rows]  # d as right-aligned text: panels 64 before 3072
+    long = h.long_rows(padded, ("n", "d"), "time_s", {
+        "flowjax_fm plan": "ours_s", "flowjax_fm draw pairs": "draw_s", "POT plan (same stop)": "pot_s",
+        "POT plan (stopThr 1e-9)": "pot_default_s"})
+    h.write_plot(ctx.file("png"), long, "n", "time_s", ["library"], panels="d",
+                 title="Sinkhorn plan, one core", ylabel="median seconds per call")
+
+
+SUITE = h.Suite(
+    name="sinkhorn", title="Entropic OT plans: flowjax_fm (ott-jax Sinkhorn) vs POT `ot.sinkhorn`",
+    doc=__doc__, cases=cases, run_case=run_case, columns=COLUMNS, preamble=preamble, flags=flags,
+    pin=True, setup=setup, plot=plot,
+)
+
+
+# -- ``--options``: ott-jax solver options on the same problem -------------------------------
 
 OPTIONS = {
     "library default (lse, inner 10)": {},
@@ -304,8 +325,6 @@ def options_kwargs(spec):
         return dict(momentum=acceleration.Momentum(value=1.3))
     if spec == "anderson":
         return dict(anderson=acceleration.AndersonAcceleration(memory=5))
-    if spec == "kernel_loop":
-        return spec
     if spec == "gaussian":
         return dict(geometry_kind="pointcloud", initializer=initializers.GaussianInitializer())
     return spec
@@ -322,111 +341,65 @@ def plan_and_iters(solver_kwargs):
     return fn
 
 
-def run_options(sizes, env, peak, have_pot):
-    rows, table = [], []
-    for n, d in sizes:
-        x0, x1 = problem(n, d)
-        cost = np.asarray(fm.couplings.squared_distances(x0, x1), np.float64)
-        reps, warm = repeats_for(n)
-        base = None
-        for name, spec in OPTIONS.items():
-            kw = options_kwargs(spec)
-            fn, compile_s = compile_timed(plan_and_iters(kw), x0, x1)
-            (plan, iters), (wall, _, cpu) = timed(lambda fn=fn, a=x0, b=x1: jax.block_until_ready(fn(a, b)), reps, warm)
-            plan = np.asarray(plan, np.float64)
-            row = {"suite": "coupling", "part": "sinkhorn_options", "n": n, "d": d, "option": name,
-                   "time_s": wall, "cpu_s": cpu, "compile_s": compile_s, "iters": int(iters),
-                   "cost": float((plan * cost).sum() * n), "marginal_err": marginal_err(plan),
-                   "threads": THREADS, **env}
-            kernel_domain = spec == "kernel_loop" or kw.get("lse_mode") is False
-            row |= limit_fields((flops_pot if kernel_domain else flops_ours)(n, d, int(iters)), wall, peak)
-            base = base or row
-            rows.append(row)
-            table.append([n, d, name, f"{1e3 * wall:.2f} ({1e3 * cpu:.2f})", f"{base['cpu_s'] / cpu:.2f}x",
-                          int(iters), f"{row['cost']:.6g}", f"{row['marginal_err']:.1e}", fmt_limit(row)])
-            print(table[-1], flush=True)
-        if have_pot:
-            p, pplan = pot(x0, x1, EPS_REL * float(cost.mean()), reps, warm, THRESHOLD / np.sqrt(n))
-            table.append([n, d, "POT (same stop)", f"{1e3 * p['s']:.2f} ({1e3 * p['cpu_s']:.2f})",
-                          f"{base['cpu_s'] / p['cpu_s']:.2f}x", p["iters"],
-                          f"{(pplan * cost).sum() * n:.6g}", f"{marginal_err(pplan):.1e}",
-                          fmt_limit(limit_fields(flops_pot(n, d, p["iters"]), p["s"], peak))])
-            rows.append({"suite": "coupling", "part": "sinkhorn_options", "n": n, "d": d, "option": "POT",
-                         "time_s": p["s"], "cpu_s": p["cpu_s"], "iters": p["iters"], **env})
-            print(table[-1], flush=True)
-    write_jsonl("sinkhorn_options", rows)
-    write_table(
-        "sinkhorn_options", "ott-jax Sinkhorn options on the coupling's problem",
-        f"{env['time']}, {env['device_kind']}, {THREADS}, load {env['load_avg_1m']:.1f}; matmul limit "
-        f"{peak / 1e9:.1f} GFLOP/s. eps = 0.05 x mean cost, threshold 1e-3, cost matrix included, float32; "
+def options_cases(ctx):
+    if ctx.quick:
+        return [{"n": 256, "d": 2}, {"n": 1024, "d": 2}]
+    return [{"n": n, "d": d} for n, d in ((256, 2), (1024, 2), (4096, 2), (256, 64), (1024, 64))]
+
+
+def run_options(ctx, case) -> list[dict]:
+    n, d = case["n"], case["d"]
+    x0, x1 = problem(n, d)
+    cost = np.asarray(fm.couplings.squared_distances(x0, x1), np.float64)
+    reps, warm = repeats_for(n)
+    rows = []
+    for name, spec in OPTIONS.items():
+        kw = options_kwargs(spec)
+        fn, compile_s = h.compile_timed(plan_and_iters(kw), x0, x1)
+        t = h.time_fn(lambda fn=fn: fn(x0, x1), reps, first_apart=warm)
+        plan, iters = np.asarray(t.out[0], np.float64), int(t.out[1])
+        kernel_domain = spec == "kernel_loop" or kw.get("lse_mode") is False
+        rows.append({"suite": "coupling", "part": "sinkhorn_options", "n": n, "d": d, "option": name,
+                     "time_s": t.median_s, "cpu_s": t.cpu_s, "compile_s": compile_s, "iters": iters,
+                     "cost": transport(plan, cost), "marginal_err": marginal_err(plan), "threads": ctx.threads,
+                     **h.limit_fields((flops_pot if kernel_domain else flops_ours)(n, d, iters), t.median_s, ctx.peak)})
+    if ctx.data["have_pot"]:
+        p, pplan = pot(x0, x1, EPS_REL * float(cost.mean()), reps, warm, THRESHOLD / np.sqrt(n))
+        rows.append({"suite": "coupling", "part": "sinkhorn_options", "n": n, "d": d, "option": "POT",
+                     "time_s": p["s"], "cpu_s": p["cpu_s"], "iters": p["iters"], "cost": transport(pplan, cost),
+                     "marginal_err": marginal_err(pplan),
+                     **h.limit_fields(flops_pot(n, d, p["iters"]), p["s"], ctx.peak)})
+    base = rows[0]["cpu_s"]
+    for r in rows:
+        r["speedup_vs_default"] = base / r["cpu_s"]
+    return rows
+
+
+OPTION_COLUMNS = [
+    ("n", lambda r: r["n"]), ("d", lambda r: r["d"]),
+    ("option", lambda r: "POT (same stop)" if r["option"] == "POT" else r["option"]),
+    ("ms (cpu)", lambda r: f"{1e3 * r['time_s']:.2f} ({1e3 * r['cpu_s']:.2f})"),
+    ("speed-up", lambda r: f"{r['speedup_vs_default']:.2f}x"), ("iters", lambda r: int(r["iters"])),
+    ("cost", lambda r: f"{r['cost']:.6g}"), ("marginal err", lambda r: f"{r['marginal_err']:.1e}"),
+    ("GFLOP/s (of peak)", h.fmt_limit),
+]
+
+
+def options_preamble(ctx, rows) -> str:
+    return (
+        f"{ctx.env['time']}, {ctx.env['device_kind']}, {ctx.threads}, load {ctx.env['load_avg_1m']:.1f}; matmul limit "
+        f"{ctx.peak / 1e9:.1f} GFLOP/s. eps = 0.05 x mean cost, threshold 1e-3, cost matrix included, float32; "
         "median wall ms (median process CPU ms); speed-up = CPU time of the library default / this option. "
-        "GFLOP/s: the log-domain count of the script's docstring, or its kernel-domain (POT) count for the "
-        "kernel-domain rows. "
-        "Command: `.venv/bin/python benchmarks/bench_sinkhorn.py --options`.",
-        ["n", "d", "option", "ms (cpu)", "speed-up", "iters", "cost", "marginal err", "GFLOP/s (of peak)"],
-        table,
+        "GFLOP/s: the log-domain count of the suite's docstring, or its kernel-domain (POT) count for the "
+        f"kernel-domain rows. Command: {ctx.command}."
     )
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="smoke run: n in {256, 1024}, d = 2; (256, 3072)")
-    ap.add_argument("--sizes", type=int, nargs="+", default=[256, 1024, 4096, 8192])
-    ap.add_argument("--dims", type=int, nargs="+", default=[2, 64, 3072])
-    ap.add_argument("--options", action="store_true", help="compare ott-jax Sinkhorn options instead")
-    args = ap.parse_args()
-    try:
-        import ot  # noqa: F401
-
-        have_pot = True
-    except ImportError:
-        have_pot = False
-        print("POT is missing (pip install POT): ours runs alone, POT columns are '-'")
-    env = environment()
-    wall, cpu = time.perf_counter(), time.process_time()
-    peak = matmul_peak_flops()
-    # share of the core this process got while the limit was measured (a shared machine)
-    env["peak_cpu_share"] = (time.process_time() - cpu) / (time.perf_counter() - wall)
-    print(f"matmul limit: {peak / 1e9:.1f} GFLOP/s (CPU share {env['peak_cpu_share']:.2f})", flush=True)
-    if args.options:
-        sizes = [(256, 2), (1024, 2)] if args.quick else [(256, 2), (1024, 2), (4096, 2), (256, 64), (1024, 64)]
-        run_options(sizes, env, peak, have_pot)
-        return
-    sizes = [(256, 2), (1024, 2), (256, 3072)] if args.quick else [
-        (n, d) for d in args.dims for n in sorted(args.sizes)]
-    rows, table, pot_4096 = [], [], {}
-    for n, d in sizes:
-        row = run_case(n, d, have_pot, peak, pot_4096, args.quick) | env
-        rows.append(row)
-        table.append(table_row(row))
-        print(table[-1], flush=True)
-        write_jsonl("sinkhorn", [row])  # one line per case, as it finishes
-    skipped = sorted({r["pot_skipped"] for r in rows if "pot_skipped" in r})
-    write_table(
-        "sinkhorn", "Entropic OT plans: flowjax_fm (ott-jax Sinkhorn) vs POT `ot.sinkhorn`",
-        f"{env['time']}, {env['device_kind']}, {THREADS}, 1-min load {env['load_avg_1m']:.1f} at the start "
-        f"(the machine is shared: CPU times in brackets are the fairer figure). Matmul limit measured in this "
-        f"run: {peak / 1e9:.1f} GFLOP/s (float32; this process had {100 * env['peak_cpu_share']:.0f}% of its "
-        "core while measuring it, so on a busy machine it reads low and a short call timed at a quieter "
-        "moment can exceed it; the JSON lines also hold FLOP/s by CPU time). Both sides: eps = 0.05 x mean cost, cost matrix included, "
-        "one Sinkhorn solve, stopping at 1-norm marginal error 1e-3 (POT: stopThr = 1e-3 / sqrt(n) on its "
-        "2-norm, the same or stricter). Ours float32 log-domain, jitted, compile apart; POT float64 kernel "
-        "domain. Times: median wall ms (median CPU ms). 'draw' = drawing n pairs from the solved plan "
-        "(inverse CDF), the rest of a coupling call. POT / ours: wall / CPU. Cost: n <P, C>; exact: the "
-        "optimal assignment. Marginal err: max |P 1 n - 1| over both marginals. GFLOP/s: analytic counts "
-        "from the iterations reached (see the script's docstring; exp = 1 FLOP), / median wall time. "
-        "'POT 1e-9': POT's default stopThr (ms / iterations); 'torchcfm default': POT with reg = 0.05 on the "
-        "raw cost (ms / cost); both n <= 1024 only. "
-        + (f"POT skipped: {'; '.join(skipped)}. " if skipped else "")
-        + "Command: `flock /tmp/flowjax_bench.lock .venv/bin/python benchmarks/bench_sinkhorn.py`.",
-        ["n", "d", "ours plan ms", "iters", "compile s", "draw ms", "POT ms", "POT iters", "POT / ours",
-         "cost ours", "cost POT", "exact", "marginal err ours / POT", "GFLOP/s ours (of peak)",
-         "GFLOP/s POT (of peak)", "POT 1e-9", "torchcfm default"],
-        table,
-    )
-    write_plot("sinkhorn", padded_d(plot_rows(rows)), "n", "time_s", ["library"], panels="d",
-               title="Sinkhorn plan, one core", ylabel="median seconds per call")
-
+OPTIONS_SUITE = h.Suite(
+    name="sinkhorn_options", title="ott-jax Sinkhorn options on the coupling's problem", doc=__doc__,
+    cases=options_cases, run_case=run_options, columns=OPTION_COLUMNS, preamble=options_preamble,
+    flags=flags, pin=True, setup=setup,
+)
 
 if __name__ == "__main__":
-    main()
+    h.main(OPTIONS_SUITE if "--options" in sys.argv[1:] else SUITE)
