@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from runs import RUN_FILES, assert_same_state, fail, snapshot
 
 import flowjax_fm as fm
 from flowjax_fm.cli import main
@@ -28,7 +29,6 @@ POINT = ["--steps", "20", "--batch", "32", "--eval-samples", "100", "--devices",
 TUNED = ["--clip", "1", "--schedule", "cosine", "--warmup", "5", "--weight-decay", "1e-4",
          "--ema-decay", "0.9"]
 REFLOW = ["--pairs", "200", "--steps", "20", "--batch", "32", "--eval-samples", "100", "--no-progress"]
-RUN_FILES = ("config.json", "run.json", "metrics.json")
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -39,41 +39,12 @@ def _train(out, *flags):
     return Path(out)
 
 
-def _fail(capsys, argv, code=2) -> str:
-    """Run ``main(argv)``, expect exit ``code`` and one error line; return that line."""
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as info:
-        main(argv)
-    assert info.value.code == code, capsys.readouterr().err
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("flowjax-fm: error: "), err
-    return lines[0]
 
 
-def _leaves(tree):
-    out = []
-    for leaf in jax.tree.leaves(tree):
-        if jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
-            leaf = jax.random.key_data(leaf)
-        out.append(np.asarray(leaf))
-    return out
 
 
-def _assert_same_state(a_dir, b_dir):
-    a, b = fm.experiments.load_run(a_dir).state, fm.experiments.load_run(b_dir).state
-    la, lb = _leaves(a), _leaves(b)
-    assert len(la) == len(lb) > 0
-    for x, y in zip(la, lb, strict=True):
-        np.testing.assert_array_equal(x, y)
 
 
-def _snapshot(run: Path):
-    """What must not change when a command refuses to write into ``run``."""
-    files = {name: (run / name).read_bytes() for name in RUN_FILES if (run / name).exists()}
-    steps = sorted(p.name for p in (run / "checkpoint").iterdir()) if (run / "checkpoint").is_dir() else []
-    listing = sorted(str(p.relative_to(run)) for p in run.rglob("*"))
-    return files, steps, listing
 
 
 def _copy_run(run: Path, dest: Path) -> Path:
@@ -159,13 +130,13 @@ def test_tuned_run_reflows_into_a_run_that_samples_and_logliks(tuned, tmp_path, 
 
 def test_reflow_out_onto_an_existing_run_is_refused_and_changes_nothing(plain, tmp_path, capsys):
     other = _copy_run(plain, tmp_path / "other")  # another run
-    before = {run: _snapshot(run) for run in (plain, other)}
-    err = _fail(capsys, ["reflow", "--checkpoint", str(plain), *REFLOW, "--out", str(other)])
+    before = {run: snapshot(run) for run in (plain, other)}
+    err = fail(capsys, ["reflow", "--checkpoint", str(plain), *REFLOW, "--out", str(other)])
     assert f"--out {other} already exists and is not empty" in err
-    err = _fail(capsys, ["reflow", "--checkpoint", str(plain), *REFLOW, "--out", str(plain)])
+    err = fail(capsys, ["reflow", "--checkpoint", str(plain), *REFLOW, "--out", str(plain)])
     assert f"--out {plain} already exists and is not empty" in err
     for run, snap in before.items():
-        assert _snapshot(run) == snap
+        assert snapshot(run) == snap
 
 
 # -- 4: loglik uses the run's source density ----------------------------------------------------
@@ -197,7 +168,7 @@ def test_loglik_uses_the_source_density_of_the_run(plain, tmp_path, capsys):
 
 
 def test_sample_ema_needs_a_run_trained_with_one(plain, tmp_path, capsys):
-    err = _fail(capsys, ["sample", "--checkpoint", str(plain), "--ema", "--out", str(tmp_path / "no")])
+    err = fail(capsys, ["sample", "--checkpoint", str(plain), "--ema", "--out", str(tmp_path / "no")])
     assert "trained without an EMA" in err
     assert not (tmp_path / "no").exists()
 
@@ -235,7 +206,7 @@ def test_non_finite_loss_exits_3_and_keeps_the_last_good_state(tmp_path, monkeyp
     monkeypatch.setattr(build_module, "build", poisoned)
     out = tmp_path / "run"
     flags = [*POINT, "--steps", "40", "--checkpoint-every", "20"]
-    err = _fail(capsys, ["train", *flags, "--out", str(out)], code=3)
+    err = fail(capsys, ["train", *flags, "--out", str(out)], code=3)
     monkeypatch.setattr(build_module, "build", real_build)
     # chunks end at 10, 20, 30, 40; checkpoints every 20: on disk at 20, and the last good state (30)
     assert "non-finite loss" in err and "at step 35" in err, err
@@ -243,12 +214,12 @@ def test_non_finite_loss_exits_3_and_keeps_the_last_good_state(tmp_path, monkeyp
     assert fm.training.Checkpointer(out / "checkpoint").latest_step() == 30
     run = fm.experiments.load_run(out)
     assert run.checkpoint_step == 30
-    assert all(np.isfinite(a).all() for a in _leaves(run.state.params))
+    assert all(np.isfinite(a).all() for a in [np.asarray(a) for a in jax.tree.leaves(run.state.params)])
     # a --resume with other settings is refused and leaves the run files as they are
-    before = _snapshot(out)
-    err = _fail(capsys, ["train", *flags, "--lr", "0.5", "--out", str(out), "--resume"])
+    before = snapshot(out)
+    err = fail(capsys, ["train", *flags, "--lr", "0.5", "--out", str(out), "--resume"])
     assert "settings differ from the saved run" in err and "lr 0.001 -> 0.5" in err
-    assert _snapshot(out) == before
+    assert snapshot(out) == before
 
 
 # -- 7: data files are referred to by absolute path and sha256 ----------------------------------
@@ -281,12 +252,12 @@ def test_relative_npy_source_is_stored_absolute_and_checked(tmp_path, monkeypatc
                                   np.load(tmp_path / "there" / "samples.npy"))
     # a set of points has no density: loglik is refused
     np.save(tmp_path / "pts.npy", np.zeros((5, 2), np.float32))
-    err = _fail(capsys, ["loglik", "--checkpoint", str(run), "--data", str(tmp_path / "pts.npy"),
+    err = fail(capsys, ["loglik", "--checkpoint", str(run), "--data", str(tmp_path / "pts.npy"),
                          "--out", str(tmp_path / "ll")])
     assert "no density" in err and not (tmp_path / "ll").exists()
     # the file changed after training: refused
     np.save(work / "rel.npy", rng.normal(size=(400, 2)).astype(np.float32))
-    err = _fail(capsys, ["sample", "--checkpoint", str(run), "--n", "5", "--out", str(tmp_path / "late")])
+    err = fail(capsys, ["sample", "--checkpoint", str(run), "--n", "5", "--out", str(tmp_path / "late")])
     assert "changed" in err and str(work / "rel.npy") in err
     assert not (tmp_path / "late").exists()
 
@@ -305,7 +276,7 @@ def test_sample_numbers_its_outputs_and_leaves_the_run_alone(plain, tmp_path, ca
         assert f"wrote {run / f'sample-{i:03d}'}" in printed
         assert np.load(run / f"sample-{i:03d}" / "samples.npy").shape == (20, 2)
     assert (run / "samples.npy").read_bytes() == own
-    err = _fail(capsys, ["sample", "--checkpoint", str(run), "--out", str(run / "sample-001")])
+    err = fail(capsys, ["sample", "--checkpoint", str(run), "--out", str(run / "sample-001")])
     assert "already exists and is not empty" in err
 
 
@@ -319,9 +290,9 @@ def test_a_flipped_bit_in_a_checkpoint_is_damage(plain, tmp_path, capsys):
     data = bytearray(target.read_bytes())
     data[len(data) // 2] ^= 0x10
     target.write_bytes(bytes(data))
-    err = _fail(capsys, ["sample", "--checkpoint", str(run), "--n", "5", "--out", str(tmp_path / "s")])
+    err = fail(capsys, ["sample", "--checkpoint", str(run), "--n", "5", "--out", str(tmp_path / "s")])
     assert "damaged" in err and not (tmp_path / "s").exists()
-    err = _fail(capsys, ["train", *POINT, "--out", str(run), "--resume"])
+    err = fail(capsys, ["train", *POINT, "--out", str(run), "--resume"])
     assert "damaged" in err and "non-finite" not in err
 
 
@@ -330,10 +301,10 @@ def test_a_flipped_bit_in_a_checkpoint_is_damage(plain, tmp_path, capsys):
 
 def test_out_must_be_a_new_directory(tmp_path, capsys):
     (tmp_path / "file").write_text("x")
-    err = _fail(capsys, ["train", *POINT, "--out", str(tmp_path / "file")])
+    err = fail(capsys, ["train", *POINT, "--out", str(tmp_path / "file")])
     assert "exists and is not a directory" in err
     assert (tmp_path / "file").read_text() == "x"
-    err = _fail(capsys, ["train", *POINT, "--out", "/dev/null"])
+    err = fail(capsys, ["train", *POINT, "--out", "/dev/null"])
     assert "/dev/null exists and is not a directory" in err
 
 
@@ -343,14 +314,14 @@ def test_out_in_a_read_only_directory(tmp_path, capsys):
     ro.mkdir()
     ro.chmod(0o555)
     try:
-        err = _fail(capsys, ["train", *POINT, "--out", str(ro / "run")])
+        err = fail(capsys, ["train", *POINT, "--out", str(ro / "run")])
         assert "not writable" in err
     finally:
         ro.chmod(0o755)
 
 
 def test_a_seed_out_of_range(tmp_path, capsys):
-    err = _fail(capsys, ["train", *POINT, "--seed", "1099511627776", "--out", str(tmp_path / "run")])
+    err = fail(capsys, ["train", *POINT, "--seed", "1099511627776", "--out", str(tmp_path / "run")])
     assert "seed must be an integer in [0, 2**32), got 1099511627776" in err
     assert not (tmp_path / "run").exists()
 
@@ -359,7 +330,7 @@ def test_a_seed_out_of_range(tmp_path, capsys):
                                           (["sample"], "--checkpoint")])
 def test_argparse_errors_are_one_flowjax_fm_line(tmp_path, capsys, monkeypatch, args, message):
     monkeypatch.chdir(tmp_path)
-    assert message in _fail(capsys, [*args, "--out", str(tmp_path / "run")])
+    assert message in fail(capsys, [*args, "--out", str(tmp_path / "run")])
     assert not (tmp_path / "run").exists()
 
 
@@ -368,21 +339,21 @@ def test_out_of_memory_names_the_batch(tmp_path, monkeypatch, capsys):
         raise RuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 1.0TiB.")
 
     monkeypatch.setattr(fm.training, "fit", exhausted)
-    err = _fail(capsys, ["train", *POINT, "--out", str(tmp_path / "run")])
+    err = fail(capsys, ["train", *POINT, "--out", str(tmp_path / "run")])
     assert "out of memory at batch 32" in err and "--accumulate" in err
 
 
 def test_a_coordinator_that_is_not_host_port(tmp_path, capsys):
-    err = _fail(capsys, ["train", *POINT, "--coordinator", "notahost", "--num-processes", "2",
+    err = fail(capsys, ["train", *POINT, "--coordinator", "notahost", "--num-processes", "2",
                          "--process-id", "0", "--out", str(tmp_path / "run")])
     assert "host:port" in err and "notahost" in err
-    err = _fail(capsys, ["train", *POINT, "--coordinator", "notahost", "--out", str(tmp_path / "run")])
+    err = fail(capsys, ["train", *POINT, "--coordinator", "notahost", "--out", str(tmp_path / "run")])
     assert "--num-processes" in err
     assert not (tmp_path / "run").exists()
 
 
 def test_sample_refuses_bad_tolerances(plain, tmp_path, capsys):
-    err = _fail(capsys, ["sample", "--checkpoint", str(plain), "--rtol", "0", "--out", str(tmp_path / "s")])
+    err = fail(capsys, ["sample", "--checkpoint", str(plain), "--rtol", "0", "--out", str(tmp_path / "s")])
     assert "--rtol must be a positive finite number" in err
     assert not (tmp_path / "s").exists()
 
@@ -392,13 +363,13 @@ def test_a_run_json_missing_a_key_is_damage(plain, tmp_path, capsys):
     record = json.loads((run / "run.json").read_text())
     del record["event_shape"]
     (run / "run.json").write_text(json.dumps(record))
-    err = _fail(capsys, ["sample", "--checkpoint", str(run), "--out", str(tmp_path / "s")])
+    err = fail(capsys, ["sample", "--checkpoint", str(run), "--out", str(tmp_path / "s")])
     assert "damaged" in err and "event_shape" in err
 
 
 def test_a_fixed_step_solver_needs_its_steps_before_anything_is_written(tmp_path, capsys):
     out = tmp_path / "deep" / "run"
-    err = _fail(capsys, ["train", *POINT, "--solver", "euler", "--out", str(out)])
+    err = fail(capsys, ["train", *POINT, "--solver", "euler", "--out", str(out)])
     assert "takes a fixed number of steps" in err and "--eval-num-steps" in err
     assert not (tmp_path / "deep").exists()
 
@@ -428,7 +399,7 @@ def test_bad_train_input_is_one_line_and_writes_nothing(tmp_path, capsys, monkey
     np.save(tmp_path / "INT.npy", np.zeros((10, 2), np.int64))
     np.save(tmp_path / "FLAT.npy", np.zeros(10, np.float32))
     np.save(tmp_path / "THREE.npy", np.zeros((10, 3), np.float32))
-    err = _fail(capsys, ["train", *POINT, *args, "--out", str(tmp_path / "o")])  # the last flag wins
+    err = fail(capsys, ["train", *POINT, *args, "--out", str(tmp_path / "o")])  # the last flag wins
     assert message in err, err
     assert not (tmp_path / "o").exists()
 
@@ -444,7 +415,7 @@ def test_bad_train_input_is_one_line_and_writes_nothing(tmp_path, capsys, monkey
 )
 def test_bad_command_input_is_one_line(tmp_path, capsys, monkeypatch, args, message):
     monkeypatch.chdir(tmp_path)
-    assert message in _fail(capsys, args)
+    assert message in fail(capsys, args)
 
 
 def test_console_script_exits_2_on_bad_input(tmp_path):
@@ -463,11 +434,11 @@ def test_console_script_exits_2_on_bad_input(tmp_path):
 def test_config_json_reproduces_the_run_bit_for_bit(plain, tmp_path):
     assert main(["train", "--config", str(plain / "config.json"), "--no-progress",
                  "--out", str(tmp_path / "again")]) == 0
-    _assert_same_state(plain, tmp_path / "again")
+    assert_same_state(plain, tmp_path / "again")
     assert (tmp_path / "again" / "config.json").read_bytes() == (plain / "config.json").read_bytes()
     assert main(["train", "--config", str(plain / "run.json"), "--no-progress",
                  "--out", str(tmp_path / "from-run-json")]) == 0
-    _assert_same_state(plain, tmp_path / "from-run-json")
+    assert_same_state(plain, tmp_path / "from-run-json")
 
 
 @pytest.mark.slow
@@ -479,7 +450,7 @@ def test_set_overrides_a_field_of_the_config(plain, tmp_path):
     assert mine["model"]["hidden"] == [16, 16] and mine["steps"] == 2 and mine["chunk"] == 2
     assert {k: v for k, v in mine.items() if k not in ("model", "steps", "chunk")} == {
         k: v for k, v in theirs.items() if k not in ("model", "steps", "chunk")}
-    kernels = [a.shape for a in _leaves(fm.experiments.load_run(out).state.params) if a.ndim == 2]
+    kernels = [a.shape for a in jax.tree.leaves(fm.experiments.load_run(out).state.params) if a.ndim == 2]
     assert (16, 16) in kernels
 
 

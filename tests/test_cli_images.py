@@ -7,12 +7,11 @@ in the slow tier; the refusals that need no run are fast.
 
 import json
 import shutil
-from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
+from runs import assert_same_state, fail, snapshot
 
 import flowjax_fm as fm
 from flowjax_fm.cli import main
@@ -20,41 +19,14 @@ from flowjax_fm.cli import main
 IMG = ["--target", "digits", "--channels", "8", "--batch", "16", "--chunk", "2",
        "--set", "eval.per_class=2", "--set", "eval.classifier_steps=5", "--guidance-scales", "0,1",
        "--eval-num-steps", "2", "--devices", "1", "--no-progress"]
-RUN_FILES = ("config.json", "run.json", "metrics.json")
 
 
-def _fail(capsys, argv, code=2) -> str:
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as info:
-        main(argv)
-    assert info.value.code == code, capsys.readouterr().err
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("flowjax-fm: error: "), err
-    return lines[0]
 
 
-def _leaves(tree):
-    out = []
-    for leaf in jax.tree.leaves(tree):
-        if jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
-            leaf = jax.random.key_data(leaf)
-        out.append(np.asarray(leaf))
-    return out
 
 
-def _assert_same_state(a_dir, b_dir):
-    la = _leaves(fm.experiments.load_run(a_dir).state)
-    lb = _leaves(fm.experiments.load_run(b_dir).state)
-    assert len(la) == len(lb) > 0
-    for x, y in zip(la, lb, strict=True):
-        np.testing.assert_array_equal(x, y)
 
 
-def _snapshot(run: Path):
-    files = {name: (run / name).read_bytes() for name in RUN_FILES if (run / name).exists()}
-    steps = sorted(p.name for p in (run / "checkpoint").iterdir())
-    return files, steps, sorted(str(p.relative_to(run)) for p in run.rglob("*"))
 
 
 @pytest.fixture(scope="module")
@@ -78,15 +50,15 @@ def img(tmp_path_factory):
 )
 def test_point_flags_on_an_image_run_are_refused_and_nothing_is_written(tmp_path, capsys, flags, message):
     out = tmp_path / "deep" / "run"
-    err = _fail(capsys, ["train", *IMG, "--steps", "2", *flags, "--out", str(out)])
+    err = fail(capsys, ["train", *IMG, "--steps", "2", *flags, "--out", str(out)])
     assert message in err
     assert not (tmp_path / "deep").exists()
 
 
 def test_image_flags_on_a_point_run_are_refused(tmp_path, capsys):
-    err = _fail(capsys, ["train", "--channels", "8", "--out", str(tmp_path / "run")])
+    err = fail(capsys, ["train", "--channels", "8", "--out", str(tmp_path / "run")])
     assert "model.channels applies to model 'unet' only" in err
-    err = _fail(capsys, ["train", "--guidance-scales", "0,1", "--out", str(tmp_path / "run")])
+    err = fail(capsys, ["train", "--guidance-scales", "0,1", "--out", str(tmp_path / "run")])
     assert "eval.guidance_scales applies to kind 'images' only" in err
     assert not (tmp_path / "run").exists()
 
@@ -119,7 +91,7 @@ def test_resume_continues_an_image_run_to_the_bit(img, tmp_path):
     assert fm.experiments.load_run(part).checkpoint_step == 2
     assert main(["train", *IMG, "--steps", "4", "--out", str(part), "--resume"]) == 0
     assert fm.experiments.load_run(part).checkpoint_step == 4
-    _assert_same_state(img, part)
+    assert_same_state(img, part)
     assert json.loads((part / "metrics.json").read_text())["steps"] == 4
 
 
@@ -136,7 +108,7 @@ def test_image_flags_are_honoured_and_recorded(tmp_path, capsys):
     assert json.loads((out / "run.json").read_text())["config"] == config
     run = fm.experiments.load_run(out)
     assert run.config.path == "gaussian" and run.has_ema
-    params, ema = _leaves(run.state.params), _leaves(run.state.ema)
+    params, ema = jax.tree.leaves(run.state.params), jax.tree.leaves(run.state.ema)
     assert any(not np.array_equal(p, e) for p, e in zip(params, ema, strict=True))
     # the EMA samples, guided, with the run's own solver
     assert main(["sample", "--checkpoint", str(out), "--n", "4", "--ema", "--label", "3", "--guidance", "2",
@@ -148,10 +120,10 @@ def test_image_flags_are_honoured_and_recorded(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_rerunning_into_an_image_run_without_resume_is_refused(img, capsys):
-    before = _snapshot(img)
-    err = _fail(capsys, ["train", *IMG, "--steps", "4", "--out", str(img)])
+    before = snapshot(img)
+    err = fail(capsys, ["train", *IMG, "--steps", "4", "--out", str(img)])
     assert "already exists and is not empty" in err and "--resume" in err
-    assert _snapshot(img) == before
+    assert snapshot(img) == before
 
 
 @pytest.mark.slow
@@ -168,27 +140,27 @@ def test_loglik_on_an_image_run_null_class_and_label(img, tmp_path, capsys):
     assert null.shape == three.shape == (3,)
     assert np.isfinite(null).all() and np.isfinite(three).all()
     assert not np.allclose(null, three)
-    err = _fail(capsys, ["loglik", "--checkpoint", str(img), "--data", str(tmp_path / "digits.npy"),
+    err = fail(capsys, ["loglik", "--checkpoint", str(img), "--data", str(tmp_path / "digits.npy"),
                          "--label", "10", "--out", str(tmp_path / "bad")])
     assert "--label must lie in [0, 9]" in err and not (tmp_path / "bad").exists()
     np.save(tmp_path / "points.npy", np.zeros((3, 2), np.float32))
-    err = _fail(capsys, ["loglik", "--checkpoint", str(img), "--data", str(tmp_path / "points.npy"),
+    err = fail(capsys, ["loglik", "--checkpoint", str(img), "--data", str(tmp_path / "points.npy"),
                          "--out", str(tmp_path / "bad")])
     assert "(8, 8, 1)" in err and not (tmp_path / "bad").exists()
 
 
 @pytest.mark.slow
 def test_reflow_on_an_image_run_is_refused(img, tmp_path, capsys):
-    before = _snapshot(img)
-    err = _fail(capsys, ["reflow", "--checkpoint", str(img), "--pairs", "10", "--steps", "2",
+    before = snapshot(img)
+    err = fail(capsys, ["reflow", "--checkpoint", str(img), "--pairs", "10", "--steps", "2",
                          "--no-progress", "--out", str(tmp_path / "r")])
     assert "reflow takes point runs" in err
-    assert not (tmp_path / "r").exists() and _snapshot(img) == before
+    assert not (tmp_path / "r").exists() and snapshot(img) == before
 
 
 @pytest.mark.slow
 def test_config_json_reproduces_an_image_run_bit_for_bit(img, tmp_path):
     again = tmp_path / "again"
     assert main(["train", "--config", str(img / "config.json"), "--no-progress", "--out", str(again)]) == 0
-    _assert_same_state(img, again)
+    assert_same_state(img, again)
     shutil.rmtree(again)
