@@ -45,8 +45,6 @@ def _train(out, *flags):
 
 
 
-
-
 def _copy_run(run: Path, dest: Path) -> Path:
     shutil.copytree(run, dest)
     return dest
@@ -332,6 +330,29 @@ def test_argparse_errors_are_one_flowjax_fm_line(tmp_path, capsys, monkeypatch, 
     monkeypatch.chdir(tmp_path)
     assert message in fail(capsys, [*args, "--out", str(tmp_path / "run")])
     assert not (tmp_path / "run").exists()
+
+
+def test_an_interrupt_exits_130_and_saves_the_last_chunk(tmp_path, monkeypatch, capsys):
+    real_fit = fm.training.fit
+
+    def interrupted(*args, on_chunk, **kwargs):
+        def once_then_stop(state, metrics):
+            on_chunk(state, metrics)
+            raise KeyboardInterrupt
+
+        return real_fit(*args, on_chunk=once_then_stop, **kwargs)
+
+    monkeypatch.setattr(fm.training, "fit", interrupted)
+    out = tmp_path / "run"
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as info:
+        main(["train", *POINT, "--checkpoint-every", "100", "--out", str(out)])
+    assert info.value.code == 130 and "interrupted" in capsys.readouterr().err
+    # the first chunk (10 steps) is on disk although no checkpoint was due before step 20
+    assert fm.training.Checkpointer(out / "checkpoint").latest_step() == 10
+    monkeypatch.setattr(fm.training, "fit", real_fit)
+    assert main(["train", *POINT, "--checkpoint-every", "100", "--out", str(out), "--resume"]) == 0
+    assert fm.experiments.load_run(out).checkpoint_step == 20
 
 
 def test_out_of_memory_names_the_batch(tmp_path, monkeypatch, capsys):
