@@ -2,7 +2,8 @@
 
 The jobs built on it (configs, run directories, the point and image pipelines) are
 :mod:`flowjax_fm.experiments`. Models come in three kinds, all handled by one adapter
-(:func:`as_model`): a Flax NNX module, an equinox module, or a plain ``apply(params, x, t, cond=None)`` with a params pytree.
+(:func:`as_model`): a Flax NNX module, an equinox module, or a plain
+``apply(params, x, t, cond=None)`` with a params pytree.
 """
 
 from flowjax_fm.training._checkpoint import (
