@@ -33,3 +33,12 @@ def check_int(name: str, value, minimum: int) -> int:
 def check_positive_int(name: str, value) -> int:
     """:func:`check_int` with ``minimum = 1``."""
     return check_int(name, value, 1)
+
+
+def first_line(exc: BaseException) -> str:
+    """The first meaningful line of an error (equinox's runtime errors lead with a banner)."""
+    text = str(exc).strip()
+    for line in text.splitlines():
+        if "EquinoxRuntimeError:" in line:
+            return line.split("EquinoxRuntimeError:", 1)[1].strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -126,17 +126,17 @@ def test_resolve_keeps_the_fields_that_have_no_kind_default():
         ({"seed": 2**32}, "points", r"seed must be an integer in \[0, 2\*\*32\)"),
         ({"seed": -1}, "points", "seed must be an integer"),
         ({"seed": 1.5}, "points", "seed must be an integer"),
-        ({"steps": 0}, "points", "steps must be a positive integer"),
-        ({"steps": True}, "points", "steps must be a positive integer"),
-        ({"batch": 2.0}, "points", "batch must be a positive integer"),
-        ({"chunk": 0}, "points", "chunk must be a positive integer"),
+        ({"steps": 0}, "points", "steps must be an int >= 1"),
+        ({"steps": True}, "points", "steps must be an int >= 1"),
+        ({"batch": 2.0}, "points", "batch must be an int >= 1"),
+        ({"chunk": 0}, "points", "chunk must be an int >= 1"),
         ({"lr": 0.0}, "points", "lr must be > 0.0"),
         ({"lr": float("nan")}, "points", "lr must be a finite number"),
         ({"weight_decay": -1.0}, "points", "weight_decay must be >= 0"),
         ({"cond_dropout": 1.5}, "images", "cond_dropout must be <= 1"),
         ({"ema_decay": 1.5}, "points", "ema_decay must be <= 1"),
         ({"clip": 0.0}, "points", "clip must be > 0"),
-        ({"warmup": -1}, "points", "warmup must be an integer >= 0"),
+        ({"warmup": -1}, "points", "warmup must be an int >= 0"),
         ({"coupling": "hungarian"}, "points", "unknown coupling 'hungarian'"),
         ({"path": "straight"}, "points", "unknown path 'straight'"),
         ({"eval.solver": "rk45"}, "points", "unknown eval.solver 'rk45'"),
@@ -146,14 +146,14 @@ def test_resolve_keeps_the_fields_that_have_no_kind_default():
         ({"epsilon": 0.1}, "points", "epsilon is the Sinkhorn regularisation"),
         ({"path": "vp", "sigma": 0.1}, "points", "the vp path has no width"),
         ({"eval.rtol": 0.0}, "points", "eval.rtol must be > 0"),
-        ({"eval.num_steps": 0}, "points", "eval.num_steps must be a positive integer"),
+        ({"eval.num_steps": 0}, "points", "eval.num_steps must be an int >= 1"),
         ({"eval.test_fraction": 1.0}, "images", "eval.test_fraction must be < 1"),
-        ({"eval.classifier_steps": -1}, "images", "eval.classifier_steps must be an integer >= 0"),
+        ({"eval.classifier_steps": -1}, "images", "eval.classifier_steps must be an int >= 0"),
         ({"eval.guidance_scales": [float("inf")]}, "images", "eval.guidance_scales must be finite"),
         ({"eval.guidance_scales": []}, "images", "eval.guidance_scales must be finite"),
         ({"model.hidden": [8, 0]}, "points", "model.hidden must be positive integers"),
         ({"model.channel_mult": [1, 0]}, "images", "model.channel_mult must be positive integers"),
-        ({"devices": 0}, "points", "devices must be a positive integer"),
+        ({"devices": 0}, "points", "devices must be an int >= 1"),
     ],
 )
 def test_resolve_refuses_bad_values(changes, kind, message):
@@ -326,7 +326,7 @@ def test_a_run_json_with_a_bad_config_is_named(tmp_path):
     record = _record()
     record["config"]["steps"] = 0
     (tmp_path / "run.json").write_text(json.dumps(record))
-    with pytest.raises(ValueError, match=r"run\.json.*steps must be a positive integer"):
+    with pytest.raises(ValueError, match=r"run\.json.*steps must be an int >= 1"):
         fm.experiments.load_run(tmp_path)
 
 

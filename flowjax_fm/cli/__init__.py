@@ -29,14 +29,12 @@ class _Parser(argparse.ArgumentParser):
 
 
 def one_line(exc: BaseException) -> str:
-    """The first meaningful line of an error (equinox's runtime errors lead with a banner)."""
-    text = str(exc).strip()
-    for line in text.splitlines():
-        if "EquinoxRuntimeError:" in line:
-            return line.split("EquinoxRuntimeError:", 1)[1].strip()
+    """The one line a user sees of an error (OS errors as ``file: reason``)."""
+    from flowjax_fm._checks import first_line
+
     if isinstance(exc, OSError) and exc.strerror:
         return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
-    return text.splitlines()[0] if text else type(exc).__name__
+    return first_line(exc)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -16,12 +16,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from flowjax_fm._checks import check_int, check_positive_int, first_line
+
 __all__ = ["loglik", "reflow_run", "sample"]
-
-
-def _positive(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 def _tolerance(name: str, value) -> None:
@@ -40,7 +37,7 @@ def _solve_options(run, solver, num_steps, rtol, atol) -> dict:
     if num_steps is None and solver == e.solver:
         num_steps = e.num_steps
     if num_steps is not None:
-        _positive("--num-steps", num_steps)
+        check_positive_int("--num-steps", num_steps)
     if solver in FIXED_STEP_SOLVERS and num_steps is None:
         raise ValueError(f"--solver {solver} takes a fixed number of steps: give --num-steps")
     _tolerance("--rtol", rtol)
@@ -80,7 +77,7 @@ def _load_points_for(run, path: str, what: str) -> np.ndarray:
 
 def _solver_failed(err: Exception, opts: dict) -> ValueError:
     return ValueError(
-        f"the ODE solve failed ({_first_line(err)}) with solver {opts['solver']}"
+        f"the ODE solve failed ({first_line(err)}) with solver {opts['solver']}"
         + (
             f", {opts['num_steps']} steps"
             if opts["num_steps"]
@@ -88,14 +85,6 @@ def _solver_failed(err: Exception, opts: dict) -> ValueError:
         )
         + ": try a looser --rtol/--atol, --num-steps with a fixed-step solver, or another --solver"
     )
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    for line in text.splitlines():
-        if "EquinoxRuntimeError:" in line:
-            return line.split("EquinoxRuntimeError:", 1)[1].strip()
-    return text.splitlines()[0] if text else type(err).__name__
 
 
 # -- sample ------------------------------------------------------------------------------------
@@ -130,9 +119,9 @@ def sample(
     from flowjax_fm.experiments import _plots
     from flowjax_fm.experiments._rundir import fresh_directory, load_run, make_directory
 
-    _positive("--n", n)
-    _positive("--trajectory-points", trajectory_points)
-    _positive("--max-trajectories", max_trajectories)
+    check_positive_int("--n", n)
+    check_positive_int("--trajectory-points", trajectory_points)
+    check_positive_int("--max-trajectories", max_trajectories)
     if not (isinstance(guidance, int | float) and math.isfinite(guidance)):
         raise ValueError(f"--guidance must be a finite number, got {guidance!r}")
     run = load_run(run_dir)
@@ -234,8 +223,8 @@ def loglik(
 
     if estimator not in ("exact", "hutchinson"):
         raise ValueError(f"unknown estimator {estimator!r}; choose exact or hutchinson")
-    _positive("--num-probes", num_probes)
-    _positive("--batch", batch)
+    check_positive_int("--num-probes", num_probes)
+    check_positive_int("--batch", batch)
     run = load_run(run_dir)
     prior = source_log_prob(run.config.source, run.event_shape)
     opts = _solve_options(run, solver, num_steps, rtol, atol)
@@ -344,11 +333,10 @@ def reflow_run(
         ("--batch", batch),
         ("--eval-samples", eval_samples),
     ):
-        _positive(name, value)
-    if isinstance(distill_steps, bool) or not isinstance(distill_steps, int) or distill_steps < 0:
-        raise ValueError(f"--distill-steps must be an integer >= 0, got {distill_steps!r}")
+        check_positive_int(name, value)
+    check_int("--distill-steps", distill_steps, 0)
     if distill_train_steps is not None:
-        _positive("--distill-train-steps", distill_train_steps)
+        check_positive_int("--distill-train-steps", distill_train_steps)
     if solver not in sampling.SOLVER_NAMES or solver == "euler":
         raise ValueError(
             f"--solver generates the pairs adaptively: choose one of "
@@ -402,8 +390,9 @@ def reflow_run(
     )
     x0, x1 = reflow.generate_pairs(field, k_pairs, draw_source, pairs, solver=solver)
     common = dict(batch_size=batch, ema_decay=new_config.ema_decay, progress=progress)
-    state, history = reflow.reflow(built.model, k_train, x0, x1, num_steps=steps,
-                                   optimizer=built.optimizer, params=start, **common)
+    state, history = reflow.reflow(
+        built.model, k_train, x0, x1, num_steps=steps, optimizer=built.optimizer, params=start, **common
+    )
     new_field = training.make_vector_field(built.model, state.params)
     report = {
         "before": _euler_report(field, x0_eval, x_ref),
@@ -425,9 +414,17 @@ def reflow_run(
     if distill_steps:
         d_built = build(d_config, run.event_shape, None)
         y0, y1 = reflow.generate_pairs(new_field, k_pairs2, draw_source, pairs, solver=solver)
-        d_state, d_hist = reflow.distill(d_built.model, k_distill, y0, y1, euler_steps=distill_steps,
-                                         num_steps=k_steps, optimizer=d_built.optimizer,
-                                         params=state.params, **common)
+        d_state, d_hist = reflow.distill(
+            d_built.model,
+            k_distill,
+            y0,
+            y1,
+            euler_steps=distill_steps,
+            num_steps=k_steps,
+            optimizer=d_built.optimizer,
+            params=state.params,
+            **common,
+        )
         d_field = training.make_vector_field(d_built.model, d_state.params)
         x = np.asarray(sampling.sample(d_field, x0_eval, solver="euler", num_steps=distill_steps).x)
         d_result = {

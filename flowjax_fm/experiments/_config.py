@@ -15,6 +15,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from flowjax_fm._checks import check_int, check_positive_int
+
 __all__ = [
     "EvalConfig",
     "ModelConfig",
@@ -269,11 +271,6 @@ def resolve(config: RunConfig, kind: str) -> RunConfig:
     return config
 
 
-def _positive_int(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-
-
 def _number(name: str, value, *, low=None, high=None, open_low=False) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise ValueError(f"{name} must be a finite number, got {value!r}")
@@ -299,23 +296,16 @@ def _validate(c: RunConfig, kind: str) -> None:
     _choice("schedule", c.schedule, ("constant", "cosine"))
     _choice("coupling scope", c.coupling_scope, ("global", "per_shard"))
     for name in ("steps", "batch", "chunk", "checkpoint_every", "accumulate", "log_every"):
-        _positive_int(name, getattr(c, name))
+        check_positive_int(name, getattr(c, name))
     for name in ("eval.samples", "eval.per_class", "model.channels", "model.num_res_blocks"):
-        _positive_int(name, _get(c, name))
-    if (
-        isinstance(c.eval.classifier_steps, bool)
-        or not isinstance(c.eval.classifier_steps, int)
-        or c.eval.classifier_steps < 0
-    ):
-        raise ValueError(f"eval.classifier_steps must be an integer >= 0, got {c.eval.classifier_steps!r}")
+        check_positive_int(name, _get(c, name))
+    check_int("eval.classifier_steps", c.eval.classifier_steps, 0)
     if isinstance(c.seed, bool) or not isinstance(c.seed, int) or not 0 <= c.seed < 2**32:
         raise ValueError(f"seed must be an integer in [0, 2**32), got {c.seed!r}")
-    if isinstance(c.warmup, bool) or not isinstance(c.warmup, int) or c.warmup < 0:
-        raise ValueError(f"warmup must be an integer >= 0, got {c.warmup!r}")
-    if isinstance(c.eval.every, bool) or not isinstance(c.eval.every, int) or c.eval.every < 0:
-        raise ValueError(f"eval.every must be an integer >= 0, got {c.eval.every!r}")
+    check_int("warmup", c.warmup, 0)
+    check_int("eval.every", c.eval.every, 0)
     if c.devices is not None:
-        _positive_int("devices", c.devices)
+        check_positive_int("devices", c.devices)
     _number("lr", c.lr, low=0.0, open_low=True)
     _number("weight_decay", c.weight_decay, low=0.0)
     _number("cond_dropout", c.cond_dropout, low=0.0, high=1.0)
@@ -339,7 +329,7 @@ def _validate(c: RunConfig, kind: str) -> None:
             "(--eval-num-steps), or choose an adaptive solver (dopri5, tsit5, ...)"
         )
     if c.eval.num_steps is not None:
-        _positive_int("eval.num_steps", c.eval.num_steps)
+        check_positive_int("eval.num_steps", c.eval.num_steps)
     if (
         not all(
             isinstance(w, int | float) and not isinstance(w, bool) and math.isfinite(w)
