@@ -30,19 +30,49 @@ def pytree_dataclass(cls: type[T]) -> type[T]:
     Fields whose metadata has ``static=True`` (see :func:`static_field`) are metadata of
     the treedef; every other field is a child (leaf or sub-pytree).
 
+    Validation (``__post_init__``) runs when a user builds the object, never when JAX
+    rebuilds it: ``jit``, ``vmap`` and ``jax.tree.map`` unflatten with tracers, ``None`` or
+    placeholder objects in the leaves, which a range check must not see. So unflattening
+    fills the fields directly, as equinox does for its modules (``__check_init__`` runs on
+    construction only); ``jax.tree_util.register_dataclass`` would call ``__init__``.
+
     Examples:
       >>> import jax
       >>> @pytree_dataclass
       ... class Scale:
       ...     factor: float = 2.0
+      ...     def __post_init__(self):
+      ...         if self.factor <= 0:
+      ...             raise ValueError("factor must be > 0")
       >>> jax.tree_util.tree_leaves(Scale(3.0))
       [3.0]
+      >>> jax.tree.map(lambda _: None, Scale(3.0)).factor is None  # not validated
+      True
     """
     cls = dataclasses.dataclass(frozen=True)(cls)
     data_fields, meta_fields = [], []
     for f in dataclasses.fields(cls):
         (meta_fields if f.metadata.get("static", False) else data_fields).append(f.name)
-    return jax.tree_util.register_dataclass(cls, data_fields=data_fields, meta_fields=meta_fields)
+    data_names, meta_names = tuple(data_fields), tuple(meta_fields)
+    keys = tuple(jax.tree_util.GetAttrKey(name) for name in data_names)
+
+    def flatten_with_keys(obj):
+        children = [(k, getattr(obj, n)) for k, n in zip(keys, data_names, strict=True)]
+        return children, tuple(getattr(obj, n) for n in meta_names)
+
+    def flatten(obj):
+        return [getattr(obj, n) for n in data_names], tuple(getattr(obj, n) for n in meta_names)
+
+    def unflatten(meta, children):
+        obj = object.__new__(cls)
+        for n, v in zip(meta_names, meta, strict=True):
+            object.__setattr__(obj, n, v)
+        for n, v in zip(data_names, children, strict=True):
+            object.__setattr__(obj, n, v)
+        return obj
+
+    jax.tree_util.register_pytree_with_keys(cls, flatten_with_keys, unflatten, flatten)
+    return cls
 
 
 class _ById:

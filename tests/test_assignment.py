@@ -144,10 +144,15 @@ def test_non_finite_cost_raises_at_run_time(bad):
 
 
 def test_missing_extension_names_the_fix(monkeypatch):
+    from flowjax_fm.couplings import _assignment
+
     monkeypatch.setitem(sys.modules, "flowjax_fm.couplings._lap", None)
+    monkeypatch.setattr(_assignment, "_fallback_warned", False)
     with pytest.raises(ImportError, match=r"pip install -e \."):
-        solve_assignment(jnp.ones((3, 3)))
-    # the reference methods still work without it
+        solve_assignment(jnp.ones((3, 3)), method="c")
+    # "auto" falls back to scipy, saying so once; the reference methods still work
+    with pytest.warns(_assignment.CompiledSolverMissingWarning, match=r"pip install -e \."):
+        assert solve_assignment(jnp.ones((3, 3))).shape == (3,)
     assert solve_assignment(jnp.ones((3, 3)), method="scipy").shape == (3,)
 
 

@@ -78,7 +78,8 @@ def test_evaluate_dict_and_w2_method():
     x0 = jax.random.normal(jax.random.key(3), (200, 2))
     ref = np.asarray(x0 + C)
     r = evaluate(constant, x0, ref, rtol=1e-6, atol=1e-6)
-    assert set(r) == {"w2", "w2_method", "mmd", "path_energy", "straightness", "curvature", "nfe"}
+    assert set(r) == {"w2", "w2_method", "mmd", "path_energy", "straightness", "curvature", "nfe", "success"}
+    assert r["success"] is True
     assert r["w2_method"] == "exact" and r["w2"] == pytest.approx(0.0, abs=1e-4)
     assert r["path_energy"] == pytest.approx(10.0, rel=1e-5)
     assert r["nfe"] > 0 and abs(r["mmd"]) < 0.02  # unbiased MMD^2 of equal sets: about 0

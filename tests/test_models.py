@@ -98,7 +98,7 @@ def test_null_cond_per_kind():
 def test_cond_errors():
     with pytest.raises(ValueError, match="not both"):
         fm.models.MLP(2, (8,), num_classes=3, cond_dim=2, rngs=nnx.Rngs(0))
-    with pytest.raises(ValueError, match="cond_dim must be a positive int"):
+    with pytest.raises(ValueError, match=r"cond_dim must be an int >= 1"):
         fm.models.MLP(2, (8,), cond_dim=0, rngs=nnx.Rngs(0))
     model = fm.models.MLP(2, (8,), cond_dim=2, rngs=nnx.Rngs(0))
     x, t = jnp.ones((3, 2)), jnp.ones(3)

@@ -7,6 +7,8 @@ couplings weigh into the cost with ``cond_weight`` (C2OT) and refuse without it.
 leaf of any other shape (e.g. ``(B, 1)``) is an error: squeeze it, or cast it to float.
 """
 
+import dataclasses
+
 from flowjax_fm.couplings._assignment import solve_assignment
 from flowjax_fm.couplings._base import (
     AbstractCoupling,
@@ -29,13 +31,31 @@ COUPLINGS = {
 def get_coupling(name: str, **kwargs) -> AbstractCoupling:
     """Build a coupling from its command-line name (``independent``, ``exact-ot``, ``sinkhorn``).
 
+    Args:
+      name: a key of :data:`COUPLINGS`.
+      **kwargs: the coupling's fields (e.g. ``epsilon=0.1`` for ``sinkhorn``), checked by it.
+
+    Raises:
+      ValueError: an unknown ``name``, an option the coupling does not have, or a bad value
+        of one (see the coupling's documentation).
+
     Examples:
       >>> get_coupling("exact-ot")
       ExactOTCoupling(method='auto', cond_weight=None)
+      >>> get_coupling("independent", epsilon=0.1)
+      Traceback (most recent call last):
+      ...
+      ValueError: unknown option 'epsilon' for coupling 'independent'; it takes no options
     """
-    if name not in COUPLINGS:
+    if not isinstance(name, str) or name not in COUPLINGS:
         raise ValueError(f"unknown coupling {name!r}; choose one of {sorted(COUPLINGS)}")
-    return COUPLINGS[name](**kwargs)
+    cls = COUPLINGS[name]
+    fields = [f.name for f in dataclasses.fields(cls)]
+    for key in kwargs:
+        if key not in fields:
+            takes = f"choose among {', '.join(fields)}" if fields else "it takes no options"
+            raise ValueError(f"unknown option {key!r} for coupling {name!r}; {takes}")
+    return cls(**kwargs)
 
 
 __all__ = [

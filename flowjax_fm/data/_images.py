@@ -6,6 +6,8 @@ import os
 
 import numpy as np
 
+from flowjax_fm._checks import check_positive_int
+
 __all__ = ["load_digits", "load_array_dataset", "check_images", "check_labels"]
 
 
@@ -83,6 +85,12 @@ def check_labels(y: np.ndarray, n: int, num_classes: int | None = None) -> int:
     return k
 
 
+def _path_name(path) -> str:
+    if not isinstance(path, str | os.PathLike) or (isinstance(path, str) and not path):
+        raise TypeError(f"path must be a non-empty str or os.PathLike, got {path!r:.80}")
+    return os.fspath(path)
+
+
 def _native(a: np.ndarray) -> np.ndarray:
     """``a`` in native byte order (JAX takes no other), same values."""
     return a if a.dtype.isnative else a.astype(a.dtype.newbyteorder("="))
@@ -99,15 +107,19 @@ def load_array_dataset(
     order whatever the file's (a big-endian ``>f8`` file loads as native float32).
 
     Args:
-      path: a ``.npy`` or ``.npz`` file.
-      divisor: ``H`` and ``W`` must be divisible by it (a UNet's ``2 ** (levels - 1)``).
-      num_classes: labels must lie in ``[0, num_classes)`` (default: ``max(y) + 1``).
+      path: a ``.npy`` or ``.npz`` file (a str or path-like).
+      divisor: ``H`` and ``W`` must be divisible by it (a UNet's ``2 ** (levels - 1)``), an
+        int ``>= 1``.
+      num_classes: labels must lie in ``[0, num_classes)``, ``None`` (default:
+        ``max(y) + 1``) or an int ``>= 1``.
 
     Returns:
       ``(x, y)``: float32 images ``(N, H, W, C)`` and int32 labels ``(N,)`` or ``None``.
 
     Raises:
-      ValueError: with a one-line message naming the file: unreadable file, an ``.npz``
+      TypeError: ``path`` not a str or path-like.
+      ValueError: ``divisor`` or ``num_classes`` not an int ``>= 1``; with a one-line
+        message naming the file: unreadable file, an ``.npz``
         without ``x``, images not 4D, not floating point, non-finite or channels-first
         ("looks channels-first"), a spatial size not divisible by ``divisor``, labels of the
         wrong length, not integers or out of range.
@@ -126,7 +138,10 @@ def load_array_dataset(
       ...
       ValueError: ...: images of shape (5, 1, 8, 8) looks channels-first; ...
     """
-    name = os.fspath(path)
+    divisor = check_positive_int("divisor", divisor)
+    if num_classes is not None:
+        num_classes = check_positive_int("num_classes", num_classes)
+    name = _path_name(path)
     try:
         loaded = np.load(name, allow_pickle=False)
     except (OSError, ValueError, EOFError) as err:

@@ -30,6 +30,7 @@ def load_points(path: str | os.PathLike) -> np.ndarray:
       the points, a NumPy array of shape ``(N, *event)`` with ``N >= 1``.
 
     Raises:
+      TypeError: if ``path`` is not a str or path-like.
       ValueError: with a one-line message naming the file, if it cannot be read (missing,
         not a ``.npy`` file, an ``.npz`` archive, pickled objects), its dtype is not floating
         point (integers, booleans, complex), it has fewer than 2 dimensions, holds no points
@@ -52,6 +53,8 @@ def load_points(path: str | os.PathLike) -> np.ndarray:
       ...
       ValueError: ...: points must be floating point, got dtype int64 (shape (3,))
     """
+    if not isinstance(path, str | os.PathLike) or (isinstance(path, str) and not path):
+        raise TypeError(f"path must be a non-empty str or os.PathLike, got {path!r:.80}")
     name = os.fspath(path)
     try:
         arr = np.load(name, allow_pickle=False)

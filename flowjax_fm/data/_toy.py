@@ -51,11 +51,12 @@ from __future__ import annotations
 
 import functools
 import math
-import numbers
 from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+
+from flowjax_fm._checks import check_positive_int
 
 __all__ = ["TOY_NAMES", "sample_toy", "make_sampler", "toy_log_prob"]
 
@@ -146,15 +147,16 @@ TOY_NAMES: tuple[str, ...] = tuple(_SAMPLERS)
 
 
 def _check_name(name) -> str:
-    if name not in _SAMPLERS:
+    if not isinstance(name, str) or name not in _SAMPLERS:
         raise ValueError(f"unknown toy data set {name!r}; valid names: {', '.join(TOY_NAMES)}")
     return name
 
 
 def _check_n(n) -> int:
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
-        raise ValueError(f"n must be a positive Python int (a static sample size), got {n!r}")
-    return int(n)
+    try:
+        return check_positive_int("n", n)
+    except ValueError:
+        raise ValueError(f"n must be an int >= 1 (a static sample size), got {n!r}") from None
 
 
 @functools.partial(jax.jit, static_argnums=(0, 2))
@@ -179,14 +181,14 @@ def sample_toy(name: str, key: jax.Array, n: int) -> jax.Array:
       name: one of :data:`TOY_NAMES`: ``"gaussian"``, ``"8gaussians"``, ``"moons"``,
         ``"circles"``, ``"checkerboard"``, ``"scurve"``, ``"swissroll"``, ``"2spirals"``.
       key: a :func:`jax.random.key` (or legacy ``PRNGKey``).
-      n: number of points, a positive Python int.
+      n: number of points, an int ``>= 1`` (static under ``jit``).
 
     Returns:
       ``float32`` array of shape ``(n, 2)``.
 
     Raises:
-      ValueError: if ``name`` is unknown (the message lists the valid names) or ``n`` is not a
-        positive int.
+      ValueError: if ``name`` is unknown (the message lists the valid names) or ``n`` is not an
+        int ``>= 1`` (a bool is refused; NumPy ints are accepted).
 
     Examples:
       >>> import jax

@@ -89,6 +89,11 @@ def build(config, event_shape, num_classes: int | None) -> Built:
     from flowjax_fm import couplings, paths, training
 
     name = config.model.name
+    if name is None or config.path is None or config.coupling is None or config.steps is None:
+        raise ValueError(
+            "build takes a resolved config (every kind default filled in): call "
+            "fm.experiments.resolve(config, kind) first"
+        )
     if name == "mlp":
         if config.model.options:
             raise ValueError("model.options are for registered models; the mlp takes hidden, activation")

@@ -9,21 +9,19 @@ options are the keyword defaults here (``None``: the run's own evaluation settin
 from __future__ import annotations
 
 import dataclasses
-import math
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from flowjax_fm._checks import check_int, check_positive_int, first_line
+from flowjax_fm._checks import check_int, check_positive_int, check_real, first_line
 
 __all__ = ["loglik", "reflow_run", "sample"]
 
 
 def _tolerance(name: str, value) -> None:
-    if value is not None and not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+    check_real(name, value, 0.0, low_open=True, none_ok=True)
 
 
 def _solve_options(run, solver, num_steps, rtol, atol) -> dict:
@@ -122,8 +120,7 @@ def sample(
     check_positive_int("--n", n)
     check_positive_int("--trajectory-points", trajectory_points)
     check_positive_int("--max-trajectories", max_trajectories)
-    if not (isinstance(guidance, int | float) and math.isfinite(guidance)):
-        raise ValueError(f"--guidance must be a finite number, got {guidance!r}")
+    check_real("--guidance", guidance)
     run = load_run(run_dir)
     opts = _solve_options(run, solver, num_steps, rtol, atol)
     params = run.params(ema)

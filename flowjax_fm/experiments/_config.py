@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from flowjax_fm._checks import check_int, check_positive_int
+from flowjax_fm._checks import check_choice, check_int, check_positive_int, check_real
 
 __all__ = [
     "EvalConfig",
@@ -272,17 +272,11 @@ def resolve(config: RunConfig, kind: str) -> RunConfig:
 
 
 def _number(name: str, value, *, low=None, high=None, open_low=False) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    if low is not None and (value < low or (open_low and value == low)):
-        raise ValueError(f"{name} must be {'>' if open_low else '>='} {low}, got {value!r}")
-    if high is not None and value > high:
-        raise ValueError(f"{name} must be <= {high}, got {value!r}")
+    check_real(name, value, low, high, low_open=open_low)
 
 
 def _choice(name: str, value, choices) -> None:
-    if value not in choices:
-        raise ValueError(f"unknown {name} {value!r}; choose one of {sorted(choices)}")
+    check_choice(name, value, tuple(choices))
 
 
 def _validate(c: RunConfig, kind: str) -> None:
@@ -300,8 +294,7 @@ def _validate(c: RunConfig, kind: str) -> None:
     for name in ("eval.samples", "eval.per_class", "model.channels", "model.num_res_blocks"):
         check_positive_int(name, _get(c, name))
     check_int("eval.classifier_steps", c.eval.classifier_steps, 0)
-    if isinstance(c.seed, bool) or not isinstance(c.seed, int) or not 0 <= c.seed < 2**32:
-        raise ValueError(f"seed must be an integer in [0, 2**32), got {c.seed!r}")
+    check_int("seed", c.seed, 0, 2**32 - 1)
     check_int("warmup", c.warmup, 0)
     check_int("eval.every", c.eval.every, 0)
     if c.devices is not None:
@@ -311,9 +304,7 @@ def _validate(c: RunConfig, kind: str) -> None:
     _number("cond_dropout", c.cond_dropout, low=0.0, high=1.0)
     _number("eval.rtol", c.eval.rtol, low=0.0, open_low=True)
     _number("eval.atol", c.eval.atol, low=0.0, open_low=True)
-    _number("eval.test_fraction", c.eval.test_fraction, low=0.0, high=1.0, open_low=True)
-    if c.eval.test_fraction >= 1.0:
-        raise ValueError(f"eval.test_fraction must be < 1, got {c.eval.test_fraction!r}")
+    check_real("eval.test_fraction", c.eval.test_fraction, 0.0, 1.0, low_open=True, high_open=True)
     for name in ("sigma", "epsilon", "clip"):
         if getattr(c, name) is not None:
             _number(name, getattr(c, name), low=0.0, open_low=name != "sigma")

@@ -62,9 +62,14 @@ def _absolute(config):
 def prepare(config):
     """``(resolved config, task, refs, built)``: every check that needs no directory."""
     from flowjax_fm.experiments._build import build
-    from flowjax_fm.experiments._config import resolve
+    from flowjax_fm.experiments._config import RunConfig, resolve
     from flowjax_fm.experiments._data import file_ref, load_task, task_kind
 
+    if not isinstance(config, RunConfig):
+        raise TypeError(
+            f"config must be a fm.experiments.RunConfig (RunConfig.from_dict(d) reads a dict, "
+            f"load_config(path) a file), got {type(config).__name__}"
+        )
     config = _absolute(config)
     kind = task_kind(config.target)
     config = resolve(config, kind)

@@ -10,9 +10,9 @@ import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from flowjax_fm import _ode
+from flowjax_fm._checks import as_floating, check_batched, check_choice, check_int
 
 __all__ = [
     "ESTIMATORS",
@@ -36,13 +36,18 @@ def standard_normal_log_prob(x0: jax.Array) -> jax.Array:
       x0: points, shape ``(B, *event)``; ``D`` is the event size.
 
     Returns:
-      ``(B,)`` log-densities in nats.
+      ``(B,)`` log-densities in nats, in ``x0``'s floating dtype.
+
+    Raises:
+      ValueError: ``x0`` not a floating-point array of at least 2 dimensions.
 
     Examples:
       >>> import jax.numpy as jnp
       >>> round(float(standard_normal_log_prob(jnp.zeros((1, 2)))[0]), 4)
       -1.8379
     """
+    x0 = as_floating("x0", x0)
+    check_batched("x0", x0)
     flat = x0.reshape(x0.shape[0], -1)
     d = flat.shape[1]
     return -0.5 * jnp.sum(flat * flat, axis=1) - 0.5 * d * math.log(2.0 * math.pi)
@@ -90,12 +95,9 @@ def _divergence(f: Callable[[jax.Array], jax.Array], x: jax.Array, probes: jax.A
 
 
 def _check_estimator(estimator, num_probes, probe, key):
-    if estimator not in ESTIMATORS:
-        raise ValueError(f"unknown estimator {estimator!r}; choose one of {ESTIMATORS}")
-    if isinstance(num_probes, bool) or not isinstance(num_probes, int) or num_probes < 1:
-        raise ValueError(f"num_probes must be an int >= 1, got {num_probes!r}")
-    if probe not in PROBES:
-        raise ValueError(f"unknown probe {probe!r}; choose one of {PROBES}")
+    check_choice("estimator", estimator, ESTIMATORS)
+    check_int("num_probes", num_probes, 1)
+    check_choice("probe", probe, PROBES)
     if estimator == "hutchinson" and key is None:
         raise ValueError("estimator='hutchinson' draws random probes: pass key=jax.random.key(...)")
 
@@ -134,10 +136,13 @@ def divergence(
       cond: optional conditioning, passed as ``cond=cond``.
 
     Returns:
-      ``(B,)`` divergences.
+      ``(B,)`` divergences in ``x``'s floating dtype (computed in at least ``float32``, as
+      :func:`flowjax_fm.sampling.sample` integrates).
 
     Raises:
-      ValueError: unknown estimator or probe, ``num_probes < 1``, missing key, bad shapes.
+      ValueError: unknown estimator or probe, ``num_probes`` not an int >= 1, missing key,
+        ``x`` not floating point ``(B, *event)``, ``t`` not ``(B,)``, a field whose output
+        shape or dtype differs from ``x``'s.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -146,18 +151,22 @@ def divergence(
       [12.0, 12.0]
     """
     _check_estimator(estimator, num_probes, probe, key)
-    if not hasattr(x, "shape") or len(x.shape) < 2:
-        raise ValueError(f"x must be batched with shape (B, *event), got {getattr(x, 'shape', x)}")
+    x = as_floating("x", x)
+    check_batched("x", x)
     if jnp.shape(t) != (x.shape[0],):
         raise ValueError(f"t must have shape ({x.shape[0]},), got {jnp.shape(t)}")
-    if cond is None:
-        f = lambda y: vector_field(y, t)
-    else:
-        f = lambda y: vector_field(y, t, cond=cond)
+    dtype = x.dtype
+    field, x, _ = _ode.prepare(vector_field, x, cond, name="x")
+    t = jnp.asarray(t, x.dtype)
+
+    def f(y):
+        out = vector_field(y, t) if cond is None else vector_field(y, t, cond=cond)
+        return out if field.out_dtype is None else out.astype(field.out_dtype)
+
     probes = None
     if estimator == "hutchinson":
         probes = _draw_probes(key, x.shape, num_probes, probe, x.dtype)
-    return _divergence(f, x, probes)[1]
+    return _divergence(f, x, probes)[1].astype(dtype)
 
 
 class _AugmentedField(eqx.Module):
@@ -234,22 +243,28 @@ def log_prob(
     solve come back as ``nan``. A non-finite ``source_log_prob`` value (``-inf`` outside a
     bounded source's support) is a value, not a failure, and passes through.
 
+    Dtypes: as :func:`flowjax_fm.sampling.sample`: a NumPy ``float64`` ``x1`` with x64 off is
+    cast to ``float32``; a ``bfloat16`` / ``float16`` ``x1`` is integrated in ``float32``;
+    the log-densities come back in ``x1``'s floating dtype.
+
     Args:
       vector_field: ``v(x, t[, cond=c])``, ``x: (B, *event)``, ``t: (B,)``; row ``i`` of the
         output must depend on row ``i`` of ``x`` only.
       x1: data points, shape ``(B, *event)``, floating point.
       key: random key for Hutchinson probes (required for ``estimator="hutchinson"``).
       estimator: ``"exact"`` or ``"hutchinson"``.
-      num_probes: probes per example for Hutchinson (>= 1).
+      num_probes: probes per example for Hutchinson, an int >= 1.
       probe: ``"rademacher"`` or ``"gaussian"``.
       source_log_prob: ``log p0(x0) -> (B,)``; default :func:`standard_normal_log_prob`.
       solver: a name accepted by :func:`flowjax_fm.sampling.sample` or a diffrax solver.
-      rtol, atol: adaptive tolerances (on ``x`` and the log-density change together).
-      num_steps: ``None`` (adaptive) or a number of fixed steps.
+      rtol, atol: adaptive tolerances (on ``x`` and the log-density change together),
+        finite > 0.
+      num_steps: ``None`` (adaptive) or a number of fixed steps, an int >= 1.
       cond: optional conditioning passed as ``cond=cond``.
-      t_data, t_source: the data and source ends of the time interval.
-      max_steps: cap on solver steps (also sizes the gradient checkpoints).
-      throw: raise on a failed solve (else ``nan`` log-densities).
+      t_data, t_source: the data and source ends of the time interval (finite, distinct).
+      max_steps: cap on solver steps, None or an int >= 1 (also sizes the gradient
+        checkpoints); reaching it is a failure.
+      throw: a bool: raise on a failed solve (else ``nan`` log-densities).
       adjoint: ``None``, an adjoint name or a diffrax adjoint object (see above).
       stepsize_controller: ``None`` (from ``num_steps``), ``"pid"``, ``"constant"`` or a
         diffrax step-size controller.
@@ -258,9 +273,11 @@ def log_prob(
       ``(B,)`` log-densities of ``x1`` in nats.
 
     Raises:
-      ValueError: unknown estimator/probe/solver/adjoint/controller, ``num_probes < 1``,
-        Hutchinson without a key, ``x1`` not ``(B, *event)`` floating point, a field or
-        ``source_log_prob`` returning the wrong shape.
+      ValueError: unknown estimator/probe/solver/adjoint/controller, ``num_probes`` not an
+        int >= 1, Hutchinson without a key, ``x1`` not ``(B, *event)`` floating point, a
+        field or ``source_log_prob`` returning the wrong shape, options out of range (as
+        :func:`flowjax_fm.sampling.sample`).
+      TypeError: ``vector_field`` or ``source_log_prob`` not callable.
       RuntimeError: (at run time, ``throw=True``) the solve failed.
 
     Examples:
@@ -276,7 +293,13 @@ def log_prob(
       Chen et al. 2018, Neural Ordinary Differential Equations; Grathwohl et al. 2019, FFJORD.
     """
     _check_estimator(estimator, num_probes, probe, key)
-    field = _ode.check_field(vector_field, x1, cond)
+    _ode.check_options(rtol=rtol, atol=atol, t0=t_data, t1=t_source, num_steps=num_steps,
+                       max_steps=max_steps, throw=throw, names=("t_data", "t_source"))
+    if source_log_prob is not None and not callable(source_log_prob):
+        raise TypeError(
+            f"source_log_prob must be None or a callable x0 -> (B,), got {type(source_log_prob).__name__}"
+        )
+    field, x1, dtype = _ode.prepare(vector_field, x1, cond, name="x1")
     batch = x1.shape[0]
 
     prior = standard_normal_log_prob if source_log_prob is None else source_log_prob
@@ -312,12 +335,13 @@ def log_prob(
         max_steps=max_steps,
         throw=throw,
         what="fm.likelihood.log_prob",
+        checked=True,
     )
     x0, delta = sol.ys[0][-1], sol.ys[1][-1]
     logp = prior(x0).astype(x1.dtype) + delta
     if not throw:
         logp = jnp.where(sol.success, logp, jnp.nan)
-    return logp
+    return logp.astype(dtype)
 
 
 def bits_per_dim(logp: jax.Array, event_size: int) -> jax.Array:
@@ -336,13 +360,12 @@ def bits_per_dim(logp: jax.Array, event_size: int) -> jax.Array:
       Bits per dimension, the shape of ``logp``.
 
     Raises:
-      ValueError: if ``event_size`` is not a positive int.
+      ValueError: if ``event_size`` is not an int >= 1 (NumPy ints accepted, bool refused).
 
     Examples:
       >>> import jax.numpy as jnp
       >>> float(bits_per_dim(jnp.array(-2.0 * jnp.log(2.0)), 2))
       1.0
     """
-    if isinstance(event_size, bool) or not isinstance(event_size, (int, np.integer)) or event_size < 1:
-        raise ValueError(f"event_size must be a positive int, got {event_size!r}")
+    event_size = check_int("event_size", event_size, 1)
     return -jnp.asarray(logp) / (int(event_size) * math.log(2.0))

@@ -25,17 +25,46 @@ __all__ = [
 ]
 
 
+_ACCEPTED = {
+    "path": (AbstractPath, "fm.paths.AbstractPath", "fm.paths.CondOTPath()"),
+    "coupling": (AbstractCoupling, "fm.couplings.AbstractCoupling", "fm.couplings.ExactOTCoupling()"),
+    "time_sampler": (AbstractTime, "fm.time_sampling.AbstractTime", "fm.time_sampling.UniformTime()"),
+}
+
+
+def _describe(value) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
+
+
+def _check_parts(**parts) -> None:
+    """TypeError for a path / coupling / time sampler that is not of its kind, a
+    ``vector_field`` or ``weight`` that is not a function."""
+    for name, value in parts.items():
+        if name in _ACCEPTED:
+            base, accepted, example = _ACCEPTED[name]
+            if not isinstance(value, base):
+                raise TypeError(
+                    f"{name} must be an instance of {accepted} (e.g. {example}), got "
+                    f"{_describe(value)}"
+                )
+        elif name == "weight":
+            if value is not None and not callable(value):
+                raise TypeError(
+                    f"weight must be None or a function t -> (B,) weights, got {_describe(value)}"
+                )
+        elif not callable(value):  # vector_field
+            raise TypeError(f"{name} must be a function v(x, t[, cond=c]), got {_describe(value)}")
+
+
 def call_field(vector_field, x, t, cond=None):
-    """Call ``vector_field(x, t)``, passing ``cond=`` only when a condition is given."""
+    """Call ``vector_field(x, t)``, passing ``cond=`` only when a condition is given.
+
+    Raises:
+      TypeError: if ``vector_field`` is not callable.
+    """
+    _check_parts(vector_field=vector_field)
     return vector_field(x, t) if cond is None else vector_field(x, t, cond=cond)
-
-
-def _is_labels(cond, batch: int) -> bool:
-    return (
-        hasattr(cond, "shape")
-        and jnp.shape(cond) == (batch,)
-        and jnp.issubdtype(jnp.result_type(cond), jnp.integer)
-    )
 
 
 def pair_batch(key, x0, x1, *, coupling: AbstractCoupling, cond=None):
@@ -44,8 +73,15 @@ def pair_batch(key, x0, x1, *, coupling: AbstractCoupling, cond=None):
     The source rows are given the data rows' conditions (``cond0 = cond1 = cond``): integer
     labels make the coupling pair within labels, float conditions enter an OT coupling's cost
     through its ``cond_weight`` (C2OT). Returns ``(x0, x1, cond)`` re-ordered by pairs.
+
+    Raises:
+      TypeError: ``coupling`` not an :class:`~flowjax_fm.couplings.AbstractCoupling`.
+      ValueError: ``x0`` / ``x1`` not equal-shaped float batches ``(B, *event)``; a ``cond``
+        leaf without leading axis ``B``, integer labels not of shape ``(B,)`` or a leaf
+        neither integer nor float.
     """
-    check_batch(x0, x1)
+    _check_parts(coupling=coupling)
+    check_batch(x0, x1, cond, cond)
     if cond is None:
         pairing = coupling(key, x0, x1)
     else:
@@ -62,7 +98,11 @@ def per_example_keys(key: jax.Array, index: jax.Array) -> jax.Array:
     Deriving per-example randomness from the *global* example index (not from the device or
     the position in a shard) is what makes training give the same result on any number of
     devices.
+
+    Raises:
+      ValueError: if ``index`` is not a 1-D integer array.
     """
+    _check_index(index, None)
     return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, index)
 
 
@@ -85,13 +125,26 @@ class ConditionalSample(NamedTuple):
     cond: Any
 
 
+def _check_index(index, batch: int | None) -> None:
+    shape, dtype = jnp.shape(index), jnp.result_type(index)
+    if len(shape) != 1 or (batch is not None and shape[0] != batch) or not jnp.issubdtype(
+        dtype, jnp.integer
+    ):
+        expected = "(B,)" if batch is None else f"({batch},)"
+        raise ValueError(
+            f"index must be integer example positions of shape {expected}, got shape {shape} "
+            f"and dtype {dtype}"
+        )
+
+
 def _draw_on_path(key, x0, x1, path, time_sampler, index, cond) -> ConditionalSample:
     """Times, noise, points and targets for rows that are already paired."""
-    batch = check_batch(x0, x1)
+    _check_parts(path=path, time_sampler=time_sampler)
+    batch = check_batch(x0, x1, cond, cond)
     if index is None:
         index = jnp.arange(batch, dtype=jnp.int32)
-    elif jnp.shape(index) != (batch,):
-        raise ValueError(f"index must have shape ({batch},), got {jnp.shape(index)}")
+    else:
+        _check_index(index, batch)
     k_t, k_noise = jax.random.split(key)
     t = jax.vmap(lambda k: time_sampler(k, 1, x0.dtype)[0])(per_example_keys(k_t, index))
     noise = None
@@ -139,7 +192,11 @@ def sample_conditional(
       A :class:`ConditionalSample` ``(t, x_t, u_t, noise, x0, x1, cond)``.
 
     Raises:
-      ValueError: on mismatched shapes, an empty batch or non-float data.
+      TypeError: ``path``, ``coupling`` or ``time_sampler`` not an instance of its base class
+        (:class:`~flowjax_fm.paths.AbstractPath`, ...).
+      ValueError: on mismatched shapes, an empty batch, non-float data, a ``cond`` leaf
+        without leading axis ``B`` (integer labels must be ``(B,)``) or an ``index`` that is
+        not ``(B,)`` integers.
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -150,13 +207,27 @@ def sample_conditional(
       >>> bool(jnp.allclose(x_t, t[:, None])), bool(jnp.allclose(u_t, 1.0))
       (True, True)
     """
+    _check_parts(path=path, time_sampler=time_sampler)
     k_pair, k_loss = jax.random.split(key)
     x0, x1, cond = pair_batch(k_pair, x0, x1, coupling=coupling, cond=cond)
     return _draw_on_path(k_loss, x0, x1, path, time_sampler, index, cond)
 
 
 def regress(vector_field, sample: ConditionalSample, weight=None):
-    """The weighted squared error of ``vector_field`` against ``sample.u_t``: ``(loss, aux)``."""
+    """The weighted squared error of ``vector_field`` against ``sample.u_t``: ``(loss, aux)``.
+
+    Raises:
+      TypeError: ``vector_field`` or ``weight`` not a function, or ``sample`` not a
+        :class:`ConditionalSample`.
+      ValueError: the field's output not of the shape of ``sample.u_t``, or ``weight(t)``
+        not of shape ``(B,)``.
+    """
+    _check_parts(vector_field=vector_field, weight=weight)
+    if not isinstance(sample, ConditionalSample):
+        raise TypeError(
+            "sample must be a ConditionalSample (what fm.losses.sample_conditional returns), got "
+            f"{_describe(sample)}"
+        )
     batch = sample.x_t.shape[0]
     v_t = call_field(vector_field, sample.x_t, sample.t, sample.cond)
     if jnp.shape(v_t) != jnp.shape(sample.u_t):
@@ -189,7 +260,11 @@ def paired_cfm_loss(
     :func:`cfm_loss` is :func:`pair_batch` followed by this. Example ``i`` draws its time and
     noise from ``fold_in(key_t, index[i])`` and ``fold_in(key_noise, index[i])``, where
     ``index`` (default ``arange(B)``) holds the examples' global positions in the batch.
+
+    Raises:
+      TypeError, ValueError: as :func:`sample_conditional` and :func:`regress`.
     """
+    _check_parts(vector_field=vector_field, weight=weight)
     sample = _draw_on_path(key, x0, x1, path, time_sampler, index, cond)
     return regress(vector_field, sample, weight)
 
@@ -237,8 +312,11 @@ def cfm_loss(
       ``(loss, aux)``: the scalar loss and a dict with ``per_example`` ``(B,)`` and ``t`` ``(B,)``.
 
     Raises:
-      ValueError: on mismatched shapes, an empty batch, non-float data or a weight of the wrong
-        shape.
+      TypeError: ``path``, ``coupling`` or ``time_sampler`` not an instance of its base class
+        (the message names it), ``vector_field`` or ``weight`` not a function.
+      ValueError: on mismatched shapes, an empty batch, non-float data, a ``cond`` leaf
+        without leading axis ``B`` (integer labels must be ``(B,)``) or a weight of the
+        wrong shape.
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -249,6 +327,7 @@ def cfm_loss(
       >>> float(loss), aux["per_example"].shape
       (1.0, (4,))
     """
+    _check_parts(vector_field=vector_field, weight=weight)
     sample = sample_conditional(
         key, x0, x1, path=path, coupling=coupling, time_sampler=time_sampler, cond=cond
     )

@@ -18,6 +18,13 @@ import numpy as np
 import optax
 from flax import nnx
 
+from flowjax_fm._checks import (
+    check_batched,
+    check_finite,
+    check_int,
+    check_labels,
+    check_real,
+)
 from flowjax_fm.models._classifier import DigitClassifier
 
 __all__ = [
@@ -30,6 +37,42 @@ __all__ = [
     "train_digit_classifier",
     "train_or_load_classifier",
 ]
+
+
+def _check_key(key) -> None:
+    ok = isinstance(key, jax.Array) and (
+        jnp.issubdtype(key.dtype, jax.dtypes.prng_key) or (key.dtype == jnp.uint32 and key.shape == (2,))
+    )
+    if not ok:
+        raise TypeError(f"key must be a JAX random key (jax.random.key(seed)), got {type(key).__name__}")
+
+
+def _check_model(model) -> None:
+    if not isinstance(model, DigitClassifier):
+        raise TypeError(f"model must be a DigitClassifier, got {type(model).__name__}")
+
+
+def _check_path(name: str, path) -> None:
+    if not isinstance(path, str | os.PathLike):
+        raise TypeError(f"{name} must be a str or os.PathLike path, got {type(path).__name__}")
+
+
+def _images(x, image_shape=None) -> np.ndarray:
+    """``x`` as real images ``(N, H, W, C)`` (of ``image_shape`` when given), checked."""
+    arr = np.asarray(x)
+    real = np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
+    if arr.dtype == np.bool_ or not (real or arr.dtype.name == "bfloat16"):
+        raise ValueError(f"x must be real images, got dtype {arr.dtype} and shape {arr.shape}")
+    check_batched("x", arr, min_ndim=4, what="(N, H, W, C)")
+    if arr.ndim != 4:
+        raise ValueError(f"x must be images of shape (N, H, W, C), got shape {arr.shape}")
+    if image_shape is not None and tuple(arr.shape[1:]) != tuple(image_shape):
+        raise ValueError(
+            f"the classifier was built for images {tuple(image_shape)}, got x of shape {arr.shape}"
+        )
+    arr = arr.astype(np.float32)
+    check_finite("x", arr)
+    return arr
 
 
 def train_digit_classifier(
@@ -50,12 +93,19 @@ def train_digit_classifier(
 
     Args:
       key: a ``jax.random.key`` (initialisation and batches).
-      x: images ``(N, H, W, C)``; y: integer labels ``(N,)``.
-      num_classes: number of classes (default ``max(y) + 1``).
-      steps, batch_size, lr, noise: training settings.
+      x: real, finite images ``(N, H, W, C)``; y: integer labels ``(N,)`` in
+        ``[0, num_classes)``.
+      num_classes: number of classes, an int >= 1 (default ``max(y) + 1``).
+      steps, batch_size: training steps and batch size, ints >= 1.
+      lr: Adam's learning rate, finite > 0; noise: input noise, finite >= 0.
 
     Returns:
       the trained classifier.
+
+    Raises:
+      ValueError: any argument out of range, images not ``(N, H, W, C)`` real and finite,
+        labels not integers of shape ``(N,)`` in range.
+      TypeError: ``key`` is not a JAX random key.
 
     Examples:
       >>> import jax
@@ -65,10 +115,17 @@ def train_digit_classifier(
       >>> classifier_accuracy(clf, x[1500:], y[1500:]) > 0.8
       True
     """
-    x = jnp.asarray(x, jnp.float32)
+    _check_key(key)
+    steps = check_int("steps", steps, 1)
+    batch_size = check_int("batch_size", batch_size, 1)
+    check_real("lr", lr, 0.0, low_open=True)
+    check_real("noise", noise, 0.0)
+    if num_classes is not None:
+        num_classes = check_int("num_classes", num_classes, 1)
+    x = jnp.asarray(_images(x))
+    y = np.asarray(y)
+    check_labels("y", y, batch=x.shape[0], num_classes=num_classes)
     y = jnp.asarray(y, jnp.int32)
-    if x.ndim != 4 or y.shape != (x.shape[0],):
-        raise ValueError(f"need images (N, H, W, C) and labels (N,), got {x.shape} and {y.shape}")
     k = int(jnp.max(y)) + 1 if num_classes is None else num_classes
     k_init, k_train = jax.random.split(key)
     model = DigitClassifier(
@@ -102,7 +159,14 @@ def _batched(fn, x, batch: int = 1024) -> np.ndarray:
 
 
 def classifier_features(model: DigitClassifier, x) -> np.ndarray:
-    """Penultimate-layer features ``(N, feature_dim)`` of images ``x`` (float64 NumPy)."""
+    """Penultimate-layer features ``(N, feature_dim)`` of images ``x`` (float64 NumPy).
+
+    Raises:
+      TypeError: ``model`` is not a :class:`DigitClassifier`.
+      ValueError: ``x`` not real, finite images of the model's shape ``(N, H, W, C)``.
+    """
+    _check_model(model)
+    x = _images(x, model.image_shape)
     graphdef, params = nnx.split(model)
     f = jax.jit(lambda p, xb: nnx.merge(graphdef, p).features(xb))
     return _batched(lambda xb: f(params, xb), x).astype(np.float64)
@@ -111,6 +175,11 @@ def classifier_features(model: DigitClassifier, x) -> np.ndarray:
 def classifier_accuracy(model: DigitClassifier, x, labels) -> float:
     r"""Fraction of images ``x`` that ``model`` assigns to ``labels``: :math:`\frac1N\sum 1[\hat y_i = y_i]`.
 
+    Raises:
+      TypeError: ``model`` is not a :class:`DigitClassifier`.
+      ValueError: ``x`` not real, finite images of the model's shape; ``labels`` not
+        integers of shape ``(N,)`` in ``[0, num_classes)``.
+
     Examples:
       >>> import jax.numpy as jnp
       >>> from flax import nnx
@@ -118,12 +187,13 @@ def classifier_accuracy(model: DigitClassifier, x, labels) -> float:
       >>> 0.0 <= classifier_accuracy(clf, jnp.zeros((4, 8, 8, 1)), jnp.arange(4)) <= 1.0
       True
     """
+    _check_model(model)
+    x = _images(x, model.image_shape)
+    labels = np.asarray(labels)
+    check_labels("labels", labels, batch=x.shape[0], num_classes=model.head.out_features)
     graphdef, params = nnx.split(model)
     f = jax.jit(lambda p, xb: jnp.argmax(nnx.merge(graphdef, p)(xb), axis=-1))
     pred = _batched(lambda xb: f(params, xb), x)
-    labels = np.asarray(labels)
-    if labels.shape != pred.shape:
-        raise ValueError(f"labels must have shape {pred.shape}, got {labels.shape}")
     return float(np.mean(pred == labels))
 
 
@@ -140,6 +210,9 @@ def frechet_distance(feats_a, feats_b) -> float:
     Returns:
       :math:`d^2` as a float (the squared distance, as FID reports it).
 
+    Raises:
+      ValueError: not two 2D sets with the same ``D`` and ``N >= 2``, or NaN / inf in either.
+
     Examples:
       >>> import numpy as np
       >>> rng = np.random.default_rng(0)
@@ -153,6 +226,8 @@ def frechet_distance(feats_a, feats_b) -> float:
         raise ValueError(
             f"need two feature sets (N, D) with the same D and N >= 2, got {a.shape} and {b.shape}"
         )
+    check_finite("feats_a", a)
+    check_finite("feats_b", b)
     mu_a, mu_b = a.mean(0), b.mean(0)
     cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
     # tr (S_a S_b)^{1/2} = sum of sqrt eigenvalues of the PSD matrix S_a^{1/2} S_b S_a^{1/2}:
@@ -166,7 +241,16 @@ def frechet_distance(feats_a, feats_b) -> float:
 
 
 def save_classifier(model: DigitClassifier, path: str | os.PathLike) -> None:
-    """Save the classifier's parameters to an ``.npz`` file (arrays only, no pickle)."""
+    """Save the classifier's parameters to an ``.npz`` file (arrays only, no pickle).
+
+    NumPy appends ``.npz`` to a ``path`` without it; :func:`load_classifier` needs the name
+    with the suffix.
+
+    Raises:
+      TypeError: ``model`` is not a :class:`DigitClassifier` or ``path`` not a path.
+    """
+    _check_model(model)
+    _check_path("path", path)
     _, params = nnx.split(model)
     flat = {
         ".".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in kp): np.asarray(v)
@@ -181,8 +265,24 @@ def save_classifier(model: DigitClassifier, path: str | os.PathLike) -> None:
 
 
 def load_classifier(path: str | os.PathLike) -> DigitClassifier:
-    """Rebuild a classifier saved by :func:`save_classifier` (read with ``allow_pickle=False``)."""
-    with np.load(path, allow_pickle=False) as f:
+    """Rebuild a classifier saved by :func:`save_classifier` (read with ``allow_pickle=False``).
+
+    Raises:
+      TypeError: ``path`` is not a str or path.
+      FileNotFoundError: no file at ``path``.
+      ValueError: the file is not a classifier saved by :func:`save_classifier`.
+    """
+    _check_path("path", path)
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no classifier file at {str(path)!r}")
+    try:
+        f = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{str(path)!r} is not a classifier saved by save_classifier: {err}") from None
+    if not hasattr(f, "files") or "__meta__" not in f.files:
+        getattr(f, "close", lambda: None)()
+        raise ValueError(f"{str(path)!r} is not a classifier saved by save_classifier (no __meta__ entry)")
+    with f:
         h, w, c, k, feat, width = (int(v) for v in f["__meta__"])
         model = DigitClassifier((h, w, c), k, width=width, feature_dim=feat, rngs=nnx.Rngs(0))
         graphdef, params = nnx.split(model)
@@ -201,8 +301,14 @@ def train_or_load_classifier(
     """Load ``directory/classifier.npz`` if present, else train on ``(x, y)`` and save it there.
 
     So a run directory trains its evaluation classifier once; later evaluations (other
-    guidance scales, ``sample_images``) reuse the same one.
+    guidance scales, ``sample_images``) reuse the same one. ``kwargs`` go to
+    :func:`train_digit_classifier` (and are checked there, before any training).
+
+    Raises:
+      TypeError: ``directory`` not a str or path; as :func:`train_digit_classifier`.
+      ValueError: as :func:`load_classifier` or :func:`train_digit_classifier`.
     """
+    _check_path("directory", directory)
     path = Path(directory) / "classifier.npz"
     if path.is_file():
         return load_classifier(path)

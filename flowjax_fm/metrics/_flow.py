@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from flowjax_fm import _ode
+from flowjax_fm._checks import check_batched, check_finite, check_int
 from flowjax_fm.sampling._sample import sample
 
 __all__ = ["path_energy", "straightness", "curvature", "flow_integrals", "nfe_at_tolerance", "evaluate"]
@@ -47,6 +48,7 @@ def flow_integrals(
     atol: float = 1e-5,
     cond: Any = None,
     max_steps: int = 4096,
+    throw: bool = True,
 ) -> dict[str, jax.Array]:
     r"""Per-example path integrals of a flow on :math:`[0, 1]`, from one augmented ODE solve.
 
@@ -59,18 +61,26 @@ def flow_integrals(
     The identity for :math:`S_i` holds because :math:`\int_0^1 v\,dt = x_1 - x_0` exactly
     along the trajectory; it is clipped at 0 against rounding (:math:`S_i \ge 0` by Jensen).
 
+    Dtypes and errors follow :func:`flowjax_fm.sampling.sample`: the results keep ``x0``'s
+    floating dtype (a ``bfloat16`` ``x0`` is integrated in ``float32``); a failed solve
+    (step cap, non-finite values, fixed steps included) raises with ``throw=True`` and is
+    reported by ``success`` with ``throw=False``.
+
     Args:
       vector_field: ``v(x, t[, cond=c])``, ``x: (B, *event)``, ``t: (B,)``.
-      x0: source points, ``(B, *event)``.
-      solver, num_steps, rtol, atol, cond, max_steps: as :func:`flowjax_fm.sampling.sample`.
+      x0: source points, ``(B, *event)``, floating point.
+      solver, num_steps, rtol, atol, cond, max_steps, throw: as
+        :func:`flowjax_fm.sampling.sample` (same ranges).
 
     Returns:
-      dict of ``(B,)`` arrays ``energy``, ``straightness``, ``curvature`` and the end points
-      ``x1`` ``(B, *event)``.
+      dict of ``(B,)`` arrays ``energy``, ``straightness``, ``curvature``, the end points
+      ``x1`` ``(B, *event)`` and ``success`` (a bool scalar, False only when ``throw=False``
+      and the solve failed).
 
     Raises:
       ValueError: as :func:`flowjax_fm.sampling.sample`.
-      RuntimeError: (at run time) the solve failed, as :func:`flowjax_fm.sampling.sample`.
+      RuntimeError: (at run time, ``throw=True``) the solve failed, as
+        :func:`flowjax_fm.sampling.sample`.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -79,21 +89,31 @@ def flow_integrals(
       >>> [round(float(out[k][0]), 4) for k in ("energy", "straightness", "curvature")]
       [8.0, 0.0, 0.0]
     """
-    field = _ode.check_field(vector_field, x0, cond)
+    _ode.check_options(rtol=rtol, atol=atol, num_steps=num_steps, max_steps=max_steps, throw=throw)
+    field, x0, dtype = _ode.prepare(vector_field, x0, cond)
     zeros = jnp.zeros((x0.shape[0],), x0.dtype)
     sol = _ode.solve(
         _Integrands(field), (x0, zeros, zeros), args=cond, solver=solver, t0=0.0, t1=1.0,
-        num_steps=num_steps, rtol=rtol, atol=atol, max_steps=max_steps,
-        what="fm.metrics.flow_integrals",
+        num_steps=num_steps, rtol=rtol, atol=atol, max_steps=max_steps, throw=throw,
+        what="fm.metrics.flow_integrals", checked=True,
     )
     x1, energy, acc = (y[-1] for y in sol.ys)
     disp = jnp.sum((x1 - x0).reshape(x0.shape[0], -1) ** 2, axis=1)
-    return {
+    out = {
         "energy": energy,
         "straightness": jnp.maximum(energy - disp, 0.0),
         "curvature": acc,
         "x1": x1,
     }
+    out = {k: v.astype(dtype) for k, v in out.items()}
+    out["success"] = sol.success
+    return out
+
+
+def _mean(integrals: dict, key: str, throw: bool) -> jax.Array:
+    """The batch mean of ``integrals[key]``; ``nan`` when the solve failed (``throw=False``)."""
+    value = integrals[key].mean()
+    return value if throw else jnp.where(integrals["success"], value, jnp.nan)
 
 
 def path_energy(vector_field: VectorField, x0: jax.Array, **kwargs) -> jax.Array:
@@ -107,11 +127,14 @@ def path_energy(vector_field: VectorField, x0: jax.Array, **kwargs) -> jax.Array
 
     Args:
       vector_field: ``v(x, t[, cond=c])``; x0: source points ``(B, *event)``.
-      **kwargs: ``solver``, ``num_steps``, ``rtol``, ``atol``, ``cond``, ``max_steps`` (as
-        :func:`flow_integrals`).
+      **kwargs: ``solver``, ``num_steps``, ``rtol``, ``atol``, ``cond``, ``max_steps``,
+        ``throw`` (as :func:`flow_integrals`).
 
     Returns:
-      A scalar.
+      A scalar in ``x0``'s floating dtype; ``nan`` when ``throw=False`` and the solve failed.
+
+    Raises:
+      ValueError, RuntimeError: as :func:`flow_integrals`.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -119,7 +142,7 @@ def path_energy(vector_field: VectorField, x0: jax.Array, **kwargs) -> jax.Array
       >>> round(float(path_energy(v, jnp.zeros((5, 2)))), 4)
       25.0
     """
-    return flow_integrals(vector_field, x0, **kwargs)["energy"].mean()
+    return _mean(flow_integrals(vector_field, x0, **kwargs), "energy", kwargs.get("throw", True))
 
 
 def straightness(vector_field: VectorField, x0: jax.Array, **kwargs) -> jax.Array:
@@ -136,7 +159,10 @@ def straightness(vector_field: VectorField, x0: jax.Array, **kwargs) -> jax.Arra
       vector_field, x0, **kwargs: as :func:`path_energy`.
 
     Returns:
-      A scalar, ``>= 0``.
+      A scalar, ``>= 0``; ``nan`` when ``throw=False`` and the solve failed.
+
+    Raises:
+      ValueError, RuntimeError: as :func:`flow_integrals`.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -150,7 +176,7 @@ def straightness(vector_field: VectorField, x0: jax.Array, **kwargs) -> jax.Arra
       Liu et al. 2023, Flow Straight and Fast: Learning to Generate and Transfer Data with
       Rectified Flow.
     """
-    return flow_integrals(vector_field, x0, **kwargs)["straightness"].mean()
+    return _mean(flow_integrals(vector_field, x0, **kwargs), "straightness", kwargs.get("throw", True))
 
 
 def curvature(vector_field: VectorField, x0: jax.Array, **kwargs) -> jax.Array:
@@ -166,7 +192,10 @@ def curvature(vector_field: VectorField, x0: jax.Array, **kwargs) -> jax.Array:
       vector_field, x0, **kwargs: as :func:`path_energy`.
 
     Returns:
-      A scalar, ``>= 0``.
+      A scalar, ``>= 0``; ``nan`` when ``throw=False`` and the solve failed.
+
+    Raises:
+      ValueError, RuntimeError: as :func:`flow_integrals`.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -174,7 +203,7 @@ def curvature(vector_field: VectorField, x0: jax.Array, **kwargs) -> jax.Array:
       >>> round(float(curvature(rotate, jnp.array([[1.0, 0.0]]))), 4)
       1.0
     """
-    return flow_integrals(vector_field, x0, **kwargs)["curvature"].mean()
+    return _mean(flow_integrals(vector_field, x0, **kwargs), "curvature", kwargs.get("throw", True))
 
 
 def nfe_at_tolerance(
@@ -186,6 +215,7 @@ def nfe_at_tolerance(
     solver: str | diffrax.AbstractSolver = "dopri5",
     cond: Any = None,
     max_steps: int = 4096,
+    throw: bool = True,
 ) -> jax.Array:
     r"""Number of field evaluations an adaptive solver needs to generate from ``x0``.
 
@@ -199,20 +229,27 @@ def nfe_at_tolerance(
 
     Args:
       vector_field: ``v(x, t[, cond=c])``; x0: source points ``(B, *event)``.
-      rtol, atol: the adaptive controller's tolerances.
+      rtol, atol: the adaptive controller's tolerances, finite > 0.
       solver: an adaptive solver (name or diffrax object).
       cond, max_steps: as :func:`flowjax_fm.sampling.sample`.
+      throw: a bool: raise when the solve fails (``max_steps`` reached, non-finite values);
+        with ``throw=False`` a failed solve returns ``-1``.
 
     Returns:
-      An int32 scalar array.
+      An int32 scalar array (``-1``: the solve failed, ``throw=False``).
+
+    Raises:
+      ValueError: as :func:`flowjax_fm.sampling.sample`, or ``solver`` has no error estimate.
+      RuntimeError: (at run time, ``throw=True``) the solve failed.
 
     Examples:
       >>> import jax.numpy as jnp
       >>> int(nfe_at_tolerance(lambda x, t: jnp.ones_like(x), jnp.zeros((2, 2)), 1e-3, 1e-3)) > 0
       True
     """
-    return sample(vector_field, x0, solver=solver, rtol=rtol, atol=atol, cond=cond,
-                  max_steps=max_steps).nfe
+    res = sample(vector_field, x0, solver=solver, rtol=rtol, atol=atol, cond=cond,
+                 max_steps=max_steps, throw=throw)
+    return res.nfe if throw else jnp.where(res.success, res.nfe, -1)
 
 
 def evaluate(
@@ -227,6 +264,7 @@ def evaluate(
     cond: Any = None,
     max_exact: int = 4000,
     max_steps: int = 4096,
+    throw: bool = True,
 ) -> dict[str, float]:
     r"""Generate from ``x0`` and report sample quality and flow diagnostics in one dict.
 
@@ -246,16 +284,20 @@ def evaluate(
 
     Args:
       vector_field: ``v(x, t[, cond=c])``; x0: source points ``(B, *event)``.
-      x_ref: reference data points ``(M, *event)`` (any array).
+      x_ref: reference data points ``(M, *event)`` (any finite real array, ``M >= 2``).
       solver, num_steps, rtol, atol, cond, max_steps: as :func:`flowjax_fm.sampling.sample`.
-      max_exact: largest set size for the exact W2 (assignment, cubic time).
+      max_exact: largest set size for the exact W2 (assignment, cubic time), an int >= 0.
+      throw: a bool: raise when a solve fails (default); with ``throw=False`` a failed solve
+        gives ``success`` False, ``nan`` for every float entry and ``nfe`` -1.
 
     Returns:
       dict with float ``w2``, ``mmd``, ``path_energy``, ``straightness``, ``curvature``, int
-      ``nfe`` and str ``w2_method``.
+      ``nfe``, str ``w2_method`` and bool ``success``.
 
     Raises:
-      ValueError: as :func:`flowjax_fm.sampling.sample`, or if the event shapes differ.
+      ValueError: as :func:`flowjax_fm.sampling.sample`; ``x_ref`` not ``(M, *event)`` with
+        ``x0``'s event shape, or holding NaN / inf; ``max_exact`` not an int >= 0.
+      RuntimeError: (``throw=True``) a solve failed.
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -267,22 +309,31 @@ def evaluate(
     from flowjax_fm.metrics._mmd import mmd
     from flowjax_fm.metrics._wasserstein import wasserstein
 
+    max_exact = check_int("max_exact", max_exact, 0)
+    x0 = _ode.check_state(x0)
     x_ref = np.asarray(x_ref)
+    check_batched("x_ref", x_ref, what="(M, *event)")
     if tuple(x_ref.shape[1:]) != tuple(x0.shape[1:]):
         raise ValueError(
             f"x0 and x_ref must share the event shape, got {tuple(x0.shape)} and {x_ref.shape}"
         )
+    check_finite("x_ref", x_ref)
     opts = dict(solver=solver, num_steps=num_steps, rtol=rtol, atol=atol, cond=cond,
-                max_steps=max_steps)
+                max_steps=max_steps, throw=throw)
     integrals = flow_integrals(vector_field, x0, **opts)
-    x1 = np.asarray(integrals["x1"])
     if num_steps is None:
         nfe = int(nfe_at_tolerance(vector_field, x0, rtol, atol, solver=solver, cond=cond,
-                                   max_steps=max_steps))
+                                   max_steps=max_steps, throw=throw))
     else:
-        nfe = int(sample(vector_field, x0, **opts).nfe)
-    n, m = len(x1), len(x_ref)
+        res = sample(vector_field, x0, **opts)
+        nfe = int(res.nfe) if bool(res.success) else -1
+    n, m = len(x0), len(x_ref)
     method = "exact" if n == m and n <= max_exact else "sinkhorn"
+    if not bool(integrals["success"]) or nfe < 0:  # throw=False and a solve failed
+        nan = float("nan")
+        return {"w2": nan, "w2_method": method, "mmd": nan, "path_energy": nan,
+                "straightness": nan, "curvature": nan, "nfe": -1, "success": False}
+    x1 = np.asarray(integrals["x1"], np.float32 if integrals["x1"].dtype.itemsize < 4 else None)
     flat = lambda a: a.reshape(len(a), -1)
     return {
         "w2": float(wasserstein(flat(x1), flat(x_ref), p=2, method=method)),
@@ -292,4 +343,5 @@ def evaluate(
         "straightness": float(integrals["straightness"].mean()),
         "curvature": float(integrals["curvature"].mean()),
         "nfe": nfe,
+        "success": True,
     }

@@ -6,6 +6,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from flowjax_fm._checks import check_finite, check_real
+
 __all__ = ["mmd"]
 
 _BLOCK = 512  # rows of a kernel block: memory is _BLOCK x (other set's size)
@@ -82,19 +84,26 @@ def mmd(x: jax.Array, y: jax.Array, *, bandwidths=None) -> jax.Array:
     Jit-able; memory is ``512 x max(n, m)`` per kernel block, so large sets are fine
     (about 0.1 s for 2,000 against 2,000 points in 2D after compilation).
 
+    Checks: shapes always (at trace time). Values only when concrete: NaN / inf in ``x`` or
+    ``y`` and non-positive or non-finite ``bandwidths`` are refused eagerly; under
+    ``jax.jit`` (traced inputs) they cannot be read and pass through unchecked (a NaN input
+    then gives a NaN result). Integer inputs are accepted and computed in ``float32``.
+
     Args:
-      x: first sample, shape ``(n, *event)``, ``n >= 2``; events are flattened.
-      y: second sample, shape ``(m, *event)``, ``m >= 2``, same event shape.
-      bandwidths: RBF length scales :math:`h`, a positive scalar or 1D sequence; ``None``
-        for the median heuristic above.
+      x: first sample, shape ``(n, *event)``, ``n >= 2`` (the unbiased estimate needs two
+        points per set: one point is refused), finite; events are flattened.
+      y: second sample, shape ``(m, *event)``, ``m >= 2``, same event shape, finite.
+      bandwidths: RBF length scales :math:`h`, a finite positive scalar or non-empty 1D
+        sequence; ``None`` for the median heuristic above.
 
     Returns:
       :math:`\widehat{\mathrm{MMD}}^2_u`, a scalar JAX array in the floating dtype of
       ``x`` and ``y`` (float32 by default).
 
     Raises:
-      ValueError: if ``x`` or ``y`` has fewer than 2 dimensions or 2 points, the event shapes
-        differ, or ``bandwidths`` is empty or not 0D / 1D.
+      ValueError: if ``x`` or ``y`` has fewer than 2 dimensions or 2 points, or holds NaN /
+        inf (concrete inputs), the event shapes differ or are empty, or ``bandwidths`` is
+        empty, not 0D / 1D, or not finite > 0.
 
     Examples:
       >>> import jax
@@ -108,15 +117,24 @@ def mmd(x: jax.Array, y: jax.Array, *, bandwidths=None) -> jax.Array:
     x, y = jnp.asarray(x), jnp.asarray(y)
     for name, a in (("x", x), ("y", y)):
         if a.ndim < 2 or a.shape[0] < 2:
-            raise ValueError(f"{name} must have shape (N, *event) with N >= 2 points, got shape {a.shape}")
+            single = " (a single point: the unbiased estimate divides by N (N - 1))" if (
+                a.ndim >= 2 and a.shape[0] == 1) else ""
+            raise ValueError(
+                f"{name} must have shape (N, *event) with N >= 2 points, got shape {a.shape}{single}"
+            )
     if x.shape[1:] != y.shape[1:]:
         raise ValueError(f"x and y must have the same event shape, got shapes {x.shape} and {y.shape}")
+    if x[0].size == 0:
+        raise ValueError(f"x and y must have a non-empty event, got shapes {x.shape} and {y.shape}")
     dtype = jnp.result_type(x.dtype, y.dtype, jnp.float32)
     if not jnp.issubdtype(dtype, jnp.floating):
         raise ValueError(f"x and y must be real, got dtypes {x.dtype} and {y.dtype}")
     x = x.reshape(x.shape[0], -1).astype(dtype)
     y = y.reshape(y.shape[0], -1).astype(dtype)
+    check_finite("x", x)  # after the cast: NumPy does not see bfloat16 as floating
+    check_finite("y", y)
     if bandwidths is not None:
+        check_real("bandwidths", bandwidths, 0.0, low_open=True)
         bandwidths = jnp.atleast_1d(jnp.asarray(bandwidths, dtype))
         if bandwidths.ndim != 1 or bandwidths.shape[0] == 0:
             raise ValueError(

@@ -9,6 +9,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from flowjax_fm._checks import check_choice, check_real
+from flowjax_fm.couplings._assignment import SOLVERS
+
 __all__ = ["wasserstein"]
 
 _METHODS = ("exact", "sinkhorn")
@@ -50,21 +53,15 @@ def _mean_cost(x: np.ndarray, y: np.ndarray, p: int) -> float:
     return float(np.sqrt(_sq_distances(xs, ys)).mean())
 
 
-def _assignment(cost: np.ndarray) -> np.ndarray:
-    """Column assigned to each row at least total cost (project solver, else scipy).
+def _assignment(cost: np.ndarray, solver: str) -> np.ndarray:
+    """Column assigned to each row at least total cost, by the package's one solver policy.
 
-    The metric runs on the host, so the compiled solver is called on the NumPy costs directly
+    The metric runs on the host, so the solver is called on the NumPy costs directly
     (float64, no round trip through ``jax.pure_callback``).
     """
-    try:
-        from flowjax_fm.couplings._assignment import _host_c
+    from flowjax_fm.couplings._assignment import host_assignment
 
-        return np.asarray(_host_c(np.asarray(cost, np.float64)))
-    except ImportError:  # the compiled solver is not built: same optimum, slower
-        from scipy.optimize import linear_sum_assignment
-
-        rows, cols = linear_sum_assignment(cost)
-        return cols[np.argsort(rows)]
+    return host_assignment(cost, solver)
 
 
 @functools.partial(jax.jit, static_argnames=("p",))
@@ -84,7 +81,9 @@ def _sinkhorn_cost(x, y, epsilon, *, p):
     return out.primal_cost, out.converged
 
 
-def wasserstein(x, y, p: int = 2, *, method: str = "exact", epsilon: float | None = None):
+def wasserstein(
+    x, y, p: int = 2, *, method: str = "exact", epsilon: float | None = None, solver: str = "auto"
+):
     r"""Wasserstein-``p`` distance between the uniform empirical measures of two point sets.
 
     .. math::
@@ -94,11 +93,12 @@ def wasserstein(x, y, p: int = 2, *, method: str = "exact", epsilon: float | Non
 
     with the Euclidean norm over the flattened event. ``method="exact"`` needs ``n == m``; the
     optimum is then a permutation (Birkhoff), :math:`W_p^p = \min_\sigma \frac1n\sum_i
-    \lVert x_i - y_{\sigma(i)}\rVert^p`, found by an exact assignment solver
-    (:func:`flowjax_fm.couplings._assignment.solve_assignment`, or scipy's
-    ``linear_sum_assignment`` when the compiled solver is not built) on the float64 costs,
-    rounded to float32 for the solver; the returned value is the float64 cost of that
-    assignment. About 0.3 s for 2,000 points against 2,000 on one CPU core.
+    \lVert x_i - y_{\sigma(i)}\rVert^p`, found by an exact assignment solver on the
+    float64 costs, chosen by ``solver`` through the same policy as
+    :func:`flowjax_fm.couplings.solve_assignment` (``"auto"``: the compiled solver, or
+    scipy's ``linear_sum_assignment`` with one warning when it is not built); the returned
+    value is the float64 cost of that assignment. About 0.3 s for 2,000 points against 2,000
+    on one CPU core.
 
     ``method="sinkhorn"`` (ott-jax) solves the entropic problem
     :math:`\min_P \langle P, C\rangle - \varepsilon H(P)` and returns
@@ -122,18 +122,25 @@ def wasserstein(x, y, p: int = 2, *, method: str = "exact", epsilon: float | Non
       y: second point set, shape ``(m, *event)``, same event shape.
       p: ``1`` or ``2``.
       method: ``"exact"`` (equal sizes) or ``"sinkhorn"``.
-      epsilon: entropic regularisation for ``method="sinkhorn"`` (positive); ``None`` for the
-        default above.
+      epsilon: entropic regularisation for ``method="sinkhorn"``, in ``(0, inf)``; ``None``
+        for the default above.
+      solver: the exact assignment solver for ``method="exact"``: ``"auto"`` (default),
+        ``"c"``, ``"scipy"`` or ``"jax"`` (see :func:`flowjax_fm.couplings.solve_assignment`).
 
     Returns:
       :math:`W_p`, a ``numpy.float64`` scalar (a subclass of Python ``float``).
 
     Raises:
       ValueError: if a set is not ``(N, *event)`` with ``N >= 1``, the event shapes differ,
-        a value is not finite, ``p`` is not 1 or 2, ``method`` is unknown, ``n != m`` with
-        ``method="exact"``, or ``epsilon`` is given for ``"exact"`` or is not positive.
+        a value is not finite, ``p`` is not 1 or 2, ``method`` or ``solver`` is unknown,
+        ``n != m`` with ``method="exact"``, ``epsilon`` is given for ``"exact"`` or is not
+        in ``(0, inf)``, or ``solver`` is not ``"auto"`` with ``"sinkhorn"``.
+      ImportError: ``solver="c"`` without the compiled solver.
 
     Warns:
+      UserWarning: if a set has a single point: the value is then the distance to one point,
+        a poor measure of a distribution.
+      CompiledSolverMissingWarning: ``solver="auto"`` without the compiled solver (once).
       RuntimeWarning: if Sinkhorn did not converge (threshold 1e-3 on the marginals) within
         2,000 iterations; the value is then less reliable.
 
@@ -150,11 +157,12 @@ def wasserstein(x, y, p: int = 2, *, method: str = "exact", epsilon: float | Non
       >>> bool(2.8 < w < 3.0)
       True
     """
-    if p not in (1, 2):
+    if isinstance(p, bool | np.bool_) or p not in (1, 2):
         raise ValueError(f"p must be 1 or 2, got {p!r}")
     p = int(p)
-    if method not in _METHODS:
-        raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
+    check_choice("method", method, _METHODS)
+    check_choice("solver", solver, SOLVERS)
+    check_real("epsilon", epsilon, 0.0, low_open=True, none_ok=True)
     x2, y2 = _as_points("x", x), _as_points("y", y)
     if np.shape(x)[1:] != np.shape(y)[1:]:
         raise ValueError(
@@ -163,6 +171,13 @@ def wasserstein(x, y, p: int = 2, *, method: str = "exact", epsilon: float | Non
     for name, arr in (("x", x2), ("y", y2)):
         if not np.all(np.isfinite(arr)):
             raise ValueError(f"{name} has non-finite values (nan or inf), shape {np.shape(arr)}")
+    if min(x2.shape[0], y2.shape[0]) == 1:
+        warnings.warn(
+            f"wasserstein of a one-point set (shapes {np.shape(x)} and {np.shape(y)}) is a "
+            "distance to a single point, not between two distributions: use more samples",
+            UserWarning,
+            stacklevel=2,
+        )
 
     if method == "exact":
         if epsilon is not None:
@@ -174,10 +189,12 @@ def wasserstein(x, y, p: int = 2, *, method: str = "exact", epsilon: float | Non
             )
         d2 = _sq_distances(x2.astype(np.float64), y2.astype(np.float64))
         cost = d2 if p == 2 else np.sqrt(d2)
-        perm = _assignment(cost)
+        perm = _assignment(cost, solver)
         total = cost[np.arange(cost.shape[0]), perm].mean()
         return np.float64(total ** (1.0 / p))
 
+    if solver != "auto":
+        raise ValueError(f"solver is only used with method='exact', got solver={solver!r}")
     dtype = jnp.float64 if jax.config.read("jax_enable_x64") else jnp.float32
     centre = 0.5 * (x2.mean(0) + y2.mean(0))  # costs are translation invariant
     xj = jnp.asarray(x2 - centre, dtype)
@@ -186,8 +203,6 @@ def wasserstein(x, y, p: int = 2, *, method: str = "exact", epsilon: float | Non
         epsilon = 1e-2 * _mean_cost(x2.astype(np.float64), y2.astype(np.float64), p)
         if epsilon <= 0.0:  # every point at one location: zero cost
             return np.float64(0.0)
-    elif not epsilon > 0.0:
-        raise ValueError(f"epsilon must be positive, got {epsilon!r}")
     cost, converged = _sinkhorn_cost(xj, yj, jnp.asarray(epsilon, dtype), p=p)
     if not bool(converged):
         warnings.warn(

@@ -5,6 +5,9 @@ from __future__ import annotations
 import jax
 from flax import nnx
 
+from flowjax_fm._checks import check_positive_int
+from flowjax_fm.models._mlp import check_rngs, check_sizes
+
 __all__ = ["DigitClassifier"]
 
 
@@ -14,9 +17,23 @@ class DigitClassifier(nnx.Module):
     ``model.features(x)`` is the penultimate layer ``(B, feature_dim)`` (used by
     :func:`frechet_distance`); ``model(x)`` returns logits ``(B, num_classes)``.
 
+    Args:
+      image_shape: ``(H, W, C)``, three ints >= 1.
+      num_classes: number of classes, an int >= 1.
+      width: channels of the first convolution, an int >= 1.
+      feature_dim: size of the feature layer, an int >= 1.
+      rngs: ``nnx.Rngs`` for initialisation.
+
+    Raises:
+      ValueError: a size out of its range; at call time, images not of ``image_shape``.
+      TypeError: ``rngs`` not an ``nnx.Rngs``.
+
     Examples:
       >>> import jax.numpy as jnp
       >>> from flax import nnx
+
+from flowjax_fm._checks import check_positive_int
+from flowjax_fm.models._mlp import check_rngs, check_sizes
       >>> clf = DigitClassifier((8, 8, 1), 10, rngs=nnx.Rngs(0))
       >>> clf(jnp.zeros((2, 8, 8, 1))).shape, clf.features(jnp.zeros((2, 8, 8, 1))).shape
       ((2, 10), (2, 64))
@@ -31,8 +48,15 @@ class DigitClassifier(nnx.Module):
         feature_dim: int = 64,
         rngs: nnx.Rngs,
     ):
-        h, w, c = image_shape
-        self.image_shape = tuple(image_shape)
+        shape = check_sizes("image_shape", image_shape)
+        if len(shape) != 3:
+            raise ValueError(f"image_shape must be (H, W, C), three ints >= 1, got {image_shape!r}")
+        num_classes = check_positive_int("num_classes", num_classes)
+        width = check_positive_int("width", width)
+        feature_dim = check_positive_int("feature_dim", feature_dim)
+        check_rngs(rngs)
+        h, w, c = shape
+        self.image_shape = shape
         self.conv1 = nnx.Conv(c, width, (3, 3), rngs=rngs)
         self.conv2 = nnx.Conv(width, 2 * width, (3, 3), strides=(2, 2), rngs=rngs)
         flat = ((h + 1) // 2) * ((w + 1) // 2) * 2 * width

@@ -8,7 +8,20 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-__all__ = ["MLP", "time_features", "cond_features", "ACTIVATIONS"]
+from flowjax_fm._checks import (
+    check_choice,
+    check_int,
+    check_labels,
+    check_positive_int,
+    fail_if,
+    is_concrete,
+    is_int,
+)
+
+__all__ = [
+    "MLP", "time_features", "cond_features", "class_labels", "check_conditioning", "check_rngs",
+    "check_sizes", "check_times", "ACTIVATIONS",
+]
 
 ACTIVATIONS = {
     "selu": jax.nn.selu,
@@ -29,17 +42,102 @@ def time_features(t: jax.Array, num_frequencies: int) -> jax.Array:
     ``t = 0`` and ``t = 1`` always differ (a purely periodic embedding with frequencies
     :math:`2\pi k` would map both ends to the same vector).
 
+    Args:
+      t: float times of shape ``(B,)``.
+      num_frequencies: ``K``, an int >= 0 (0: ``t`` alone).
+
+    Raises:
+      ValueError: ``t`` not a float array of shape ``(B,)``, or ``num_frequencies`` not an
+        int >= 0.
+
     Examples:
       >>> import jax.numpy as jnp
       >>> e = time_features(jnp.array([0.0, 1.0]), 4)
       >>> e.shape, bool(jnp.abs(e[0] - e[1]).max() > 0.5)
       ((2, 9), True)
     """
+    num_frequencies = check_int("num_frequencies", num_frequencies, 0)
+    check_times(t)
     t = t[:, None]
     if num_frequencies == 0:
         return t
     freqs = jnp.geomspace(1.0, 100.0, num_frequencies, dtype=t.dtype)
     return jnp.concatenate([t, jnp.sin(freqs * t), jnp.cos(freqs * t)], axis=-1)
+
+
+def check_times(t) -> None:
+    """A ValueError unless ``t`` is a float array of shape ``(B,)``."""
+    shape, dtype = jnp.shape(t), jnp.result_type(t)
+    if len(shape) != 1 or not jnp.issubdtype(dtype, jnp.floating):
+        raise ValueError(f"t must be a float array of shape (B,), got shape {shape} and dtype {dtype}")
+
+
+def check_sizes(name: str, values, *, allow_empty: bool = False) -> tuple[int, ...]:
+    """``values`` as a tuple of ints >= 1 (Python or NumPy ints, not bools); a ValueError if not."""
+    try:
+        sizes = tuple(values)
+    except TypeError:
+        sizes = None
+    if sizes is None or (not sizes and not allow_empty) or not all(is_int(v) and v >= 1 for v in sizes):
+        what = "a sequence" if allow_empty else "a non-empty sequence"
+        raise ValueError(f"{name} must be {what} of ints >= 1, got {values!r}")
+    return tuple(int(v) for v in sizes)
+
+
+def check_rngs(rngs) -> None:
+    """A TypeError unless ``rngs`` is an ``nnx.Rngs``."""
+    if not isinstance(rngs, nnx.Rngs):
+        raise TypeError(f"rngs must be an nnx.Rngs (nnx.Rngs(0)), got {type(rngs).__name__}")
+
+
+def check_conditioning(num_classes, cond_dim) -> tuple[int | None, int | None]:
+    """``num_classes`` and ``cond_dim``: each None or an int >= 1, not both given."""
+    if num_classes is not None and cond_dim is not None:
+        raise ValueError(
+            f"give num_classes (labels) or cond_dim (vectors), not both; got num_classes="
+            f"{num_classes} and cond_dim={cond_dim} (one-hot the labels into the vector)"
+        )
+    num_classes = None if num_classes is None else check_positive_int("num_classes", num_classes)
+    cond_dim = None if cond_dim is None else check_positive_int("cond_dim", cond_dim)
+    return num_classes, cond_dim
+
+
+def class_labels(model: str, cond, batch: int, num_classes: int):
+    r"""Check the labels ``cond`` of a class-conditional model: ``(B,)`` integers in ``[0, K]``.
+
+    Label ``K = num_classes`` is the null class. Shape and dtype are checked at trace time;
+    the range eagerly when ``cond`` is concrete (a ValueError) and, when it is traced (under
+    ``jit``), at run time with :func:`~flowjax_fm._checks.fail_if` (a RuntimeError), so that
+    an out-of-range label never indexes the embedding table silently (JAX clamps or fills
+    out-of-range gathers). The run-time check is one min / max reduction (plus one scalar
+    ``psum`` under ``pmap`` / ``shard_map``, so that every device raises together instead of
+    leaving the others waiting in a collective). Returns the labels (the traced ones carry the
+    check: use the returned value).
+
+    Raises:
+      ValueError: float, boolean or mis-shaped labels; concrete labels outside ``[0, K]``.
+      RuntimeError: traced labels outside ``[0, K]`` (when the computation runs).
+    """
+    shape, dtype = jnp.shape(cond), jnp.result_type(cond)
+    if shape != (batch,) or not jnp.issubdtype(dtype, jnp.integer):
+        hint = (
+            "; a float condition vector needs a model built with cond_dim=k"
+            if jnp.issubdtype(dtype, jnp.floating)
+            else ""
+        )
+        raise ValueError(
+            f"this {model} takes integer labels of shape ({batch},) as cond, got shape {shape} "
+            f"and dtype {dtype} (num_classes={num_classes}: labels 0..{num_classes - 1}, and "
+            f"{num_classes} for the null class{hint})"
+        )
+    if is_concrete(cond):
+        return check_labels("cond", cond, batch=batch, num_classes=num_classes + 1)
+    message = (
+        f"cond must lie in [0, {num_classes + 1}) (label {num_classes} is the null class), got a "
+        "label outside it"
+    )
+    bad = (jnp.min(cond) < 0) | (jnp.max(cond) > num_classes)
+    return fail_if(cond, bad, message, throw=True)
 
 
 class MLP(nnx.Module):
@@ -66,20 +164,28 @@ class MLP(nnx.Module):
     vectors, one-hot the labels into the vector.
 
     Args:
-      dim: event size (product of the event shape).
-      hidden: hidden widths; torchcfm's 2D reference network is ``(64, 64, 64)`` with SELU.
+      dim: event size (product of the event shape), an int >= 1.
+      hidden: hidden widths, a non-empty sequence of ints >= 1; torchcfm's 2D reference
+        network is ``(64, 64, 64)`` with SELU.
       activation: a name in :data:`ACTIVATIONS` or a callable.
-      time_frequencies: number of Fourier frequencies of the time embedding (0: ``t`` only,
-        as torchcfm does).
-      num_classes: optional number of labels for class conditioning (``cond=labels``).
-      class_embed_dim: size of the learned label embedding.
-      cond_dim: optional size ``k`` of a continuous condition (``cond=c``, ``(B, k)`` float).
+      time_frequencies: number of Fourier frequencies of the time embedding, an int >= 0
+        (0: ``t`` only, as torchcfm does).
+      num_classes: optional number of labels ``K`` for class conditioning (``cond=labels``),
+        an int >= 1; labels are ``0..K-1`` and ``K`` is the null class.
+      class_embed_dim: size of the learned label embedding, an int >= 1.
+      cond_dim: optional size ``k`` of a continuous condition (``cond=c``, ``(B, k)`` float),
+        an int >= 1.
       rngs: ``nnx.Rngs`` for initialisation.
 
+    Ints may be Python or NumPy ints; bools are refused.
+
     Raises:
-      ValueError: at construction, bad sizes or both ``num_classes`` and ``cond_dim``; at
-        call time, ``x`` not of event size ``dim``, ``t`` not ``(B,)``, or a ``cond`` that
-        does not fit the model (quoting its shape and dtype).
+      ValueError: at construction, a size out of its range, an unknown activation name or
+        both ``num_classes`` and ``cond_dim``; at call time, ``x`` not of event size ``dim``,
+        ``t`` not ``(B,)``, a ``cond`` that does not fit the model (quoting its shape and
+        dtype; float labels point to ``cond_dim``), or concrete labels outside ``[0, K]``.
+      TypeError: ``activation`` neither a name nor a callable, ``rngs`` not an ``nnx.Rngs``.
+      RuntimeError: at run time under ``jit``, labels outside ``[0, K]``.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -108,21 +214,18 @@ class MLP(nnx.Module):
         rngs: nnx.Rngs,
     ):
         if isinstance(activation, str):
-            if activation not in ACTIVATIONS:
-                raise ValueError(
-                    f"unknown activation {activation!r}; choose one of {sorted(ACTIVATIONS)}"
-                )
-            activation = ACTIVATIONS[activation]
-        if dim < 1 or not hidden or min(hidden) < 1:
-            raise ValueError(f"dim and hidden widths must be positive, got {dim} and {hidden}")
-        if num_classes is not None and cond_dim is not None:
-            raise ValueError(
-                f"give num_classes (labels) or cond_dim (vectors), not both; got num_classes="
-                f"{num_classes} and cond_dim={cond_dim} (one-hot the labels into the vector)"
+            activation = ACTIVATIONS[check_choice("activation", activation, sorted(ACTIVATIONS))]
+        elif not callable(activation):
+            raise TypeError(
+                f"activation must be a name in {sorted(ACTIVATIONS)} or a function, got "
+                f"{type(activation).__name__}"
             )
-        for name, value in (("num_classes", num_classes), ("cond_dim", cond_dim)):
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise ValueError(f"{name} must be a positive int or None, got {value!r}")
+        dim = check_positive_int("dim", dim)
+        hidden = check_sizes("hidden", hidden)
+        time_frequencies = check_int("time_frequencies", time_frequencies, 0)
+        class_embed_dim = check_positive_int("class_embed_dim", class_embed_dim)
+        num_classes, cond_dim = check_conditioning(num_classes, cond_dim)
+        check_rngs(rngs)
         self.dim = dim
         self.activation = activation
         self.time_frequencies = time_frequencies
@@ -156,16 +259,14 @@ class MLP(nnx.Module):
             raise ValueError(f"MLP built for event size {self.dim}, got x of shape {x.shape}")
         if jnp.shape(t) != (batch,):
             raise ValueError(f"t must have shape ({batch},), got {jnp.shape(t)}")
+        if not jnp.issubdtype(flat.dtype, jnp.floating):
+            raise ValueError(f"x must be floating point, got dtype {flat.dtype}")
         feats = [flat, time_features(t.astype(flat.dtype), self.time_frequencies)]
         if self.num_classes is not None:
-            labels = self.null_cond(batch) if cond is None else cond
-            if jnp.shape(labels) != (batch,) or not jnp.issubdtype(
-                jnp.result_type(labels), jnp.integer
-            ):
-                raise ValueError(
-                    f"this MLP takes integer labels of shape ({batch},) as cond, got shape "
-                    f"{jnp.shape(labels)} and dtype {jnp.result_type(labels)}"
-                )
+            if cond is None:
+                labels = self.null_cond(batch)
+            else:
+                labels = class_labels("MLP", cond, batch, self.num_classes)
             feats.append(self.class_embed(labels).astype(flat.dtype))
         elif self.cond_dim is not None:
             feats.append(cond_features(cond, batch, self.cond_dim, flat.dtype))

@@ -9,7 +9,15 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from flowjax_fm.models._mlp import cond_features
+from flowjax_fm._checks import check_int, check_positive_int, check_real
+from flowjax_fm.models._mlp import (
+    check_conditioning,
+    check_rngs,
+    check_sizes,
+    check_times,
+    class_labels,
+    cond_features,
+)
 
 __all__ = ["UNet", "sinusoidal_embedding"]
 
@@ -25,14 +33,26 @@ def sinusoidal_embedding(t: jax.Array, dim: int, *, scale: float = 1000.0) -> ja
     :math:`s \omega_k` is a multiple of :math:`2\pi`, so ``t = 0`` and ``t = 1`` map to clearly
     different vectors (a period-1 embedding would not tell the two ends apart).
 
+    Args:
+      t: float times of shape ``(B,)``.
+      dim: the embedding size, an even int >= 2.
+      scale: :math:`s`, a finite number in ``(0, inf)``.
+
+    Raises:
+      ValueError: ``t`` not a float array ``(B,)``, ``dim`` not an even int >= 2, or
+        ``scale`` out of its range.
+
     Examples:
       >>> import jax.numpy as jnp
       >>> e = sinusoidal_embedding(jnp.array([0.0, 1.0]), 8)
       >>> e.shape, bool(jnp.abs(e[0] - e[1]).max() > 0.5)
       ((2, 8), True)
     """
-    if dim < 2 or dim % 2:
-        raise ValueError(f"the time embedding size must be even and >= 2, got {dim}")
+    dim = check_int("dim", dim, 2)
+    if dim % 2:
+        raise ValueError(f"dim (the time embedding size) must be even, got {dim}")
+    check_real("scale", scale, 0.0, low_open=True)
+    check_times(t)
     half = dim // 2
     freqs = jnp.exp(-math.log(10_000.0) * jnp.arange(half, dtype=t.dtype) / half)
     arg = scale * t[:, None] * freqs[None, :]
@@ -125,22 +145,35 @@ class UNet(nnx.Module):
     ``cond=None`` on a conditional UNet means the null condition for the whole batch.
 
     Args:
-      in_channels: image channels ``C`` (also the output channels).
-      channels: base width (channels of the first level).
-      channel_mult: width multiplier per level; ``len(channel_mult) - 1`` downsamplings, so
-        ``H`` and ``W`` must be divisible by ``2 ** (len(channel_mult) - 1)``.
-      num_res_blocks: residual blocks per level on the way down (one more on the way up).
-      num_classes: optional number of labels for class conditioning.
-      cond_dim: optional size ``k`` of a continuous condition (not with ``num_classes``).
-      num_heads: attention heads at the lowest resolution.
-      num_groups: GroupNorm groups (the gcd with each width is used).
+      in_channels: image channels ``C`` (also the output channels), an int >= 1.
+      channels: base width (channels of the first level), an int >= 1.
+      channel_mult: width multiplier per level, a non-empty sequence of ints >= 1;
+        ``len(channel_mult) - 1`` downsamplings, so ``H`` and ``W`` must be divisible by
+        ``2 ** (len(channel_mult) - 1)``.
+      num_res_blocks: residual blocks per level on the way down (one more on the way up), an
+        int >= 1.
+      num_classes: optional number of labels ``K`` for class conditioning, an int >= 1
+        (labels ``0..K-1``, ``K`` the null class).
+      cond_dim: optional size ``k`` of a continuous condition (not with ``num_classes``), an
+        int >= 1.
+      num_heads: attention heads at the lowest resolution, an int >= 1 that divides its
+        width ``channels * channel_mult[-1]``.
+      num_groups: GroupNorm groups, an int >= 1 (each norm uses the gcd of its width and
+        ``num_groups``).
       rngs: ``nnx.Rngs`` for initialisation.
 
+    Ints may be Python or NumPy ints; bools are refused.
+
     Raises:
-      ValueError: at call time, if ``x`` is not ``(B, H, W, in_channels)`` with ``H`` and
-        ``W`` divisible by ``2 ** (len(channel_mult) - 1)``, or ``t`` is not ``(B,)``; if
-        ``cond`` is given to an unconditional UNet, or is not ``(B,)`` integer labels
-        (``num_classes``) / a ``(B, cond_dim)`` float array (``cond_dim``).
+      ValueError: at construction, a size out of its range, ``num_heads`` not dividing the
+        lowest-resolution width, or both ``num_classes`` and ``cond_dim``; at call time, if
+        ``x`` is not ``(B, H, W, in_channels)`` with ``H`` and ``W`` divisible by
+        ``2 ** (len(channel_mult) - 1)``, or ``t`` is not ``(B,)``; if ``cond`` is given to
+        an unconditional UNet, or is not ``(B,)`` integer labels (``num_classes``; float
+        labels point to ``cond_dim``) / a ``(B, cond_dim)`` float array (``cond_dim``), or
+        concrete labels fall outside ``[0, K]``.
+      TypeError: ``rngs`` not an ``nnx.Rngs``.
+      RuntimeError: at run time under ``jit``, labels outside ``[0, K]``.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -166,22 +199,20 @@ class UNet(nnx.Module):
         num_groups: int = 8,
         rngs: nnx.Rngs,
     ):
-        channel_mult = tuple(int(m) for m in channel_mult)
-        if in_channels < 1 or channels < 1 or not channel_mult or min(channel_mult) < 1:
+        in_channels = check_positive_int("in_channels", in_channels)
+        channels = check_positive_int("channels", channels)
+        channel_mult = check_sizes("channel_mult", channel_mult)
+        num_res_blocks = check_positive_int("num_res_blocks", num_res_blocks)
+        num_heads = check_positive_int("num_heads", num_heads)
+        num_groups = check_positive_int("num_groups", num_groups)
+        num_classes, cond_dim = check_conditioning(num_classes, cond_dim)
+        check_rngs(rngs)
+        lowest = channels * channel_mult[-1]
+        if lowest % num_heads:
             raise ValueError(
-                f"in_channels, channels and channel_mult must be positive, got {in_channels}, "
-                f"{channels} and {channel_mult}"
+                f"num_heads must divide the lowest-resolution width channels * channel_mult[-1] = "
+                f"{channels} * {channel_mult[-1]} = {lowest}, got num_heads={num_heads}"
             )
-        if num_res_blocks < 1:
-            raise ValueError(f"num_res_blocks must be at least 1, got {num_res_blocks}")
-        if num_classes is not None and cond_dim is not None:
-            raise ValueError(
-                f"give num_classes (labels) or cond_dim (vectors), not both; got num_classes="
-                f"{num_classes} and cond_dim={cond_dim} (one-hot the labels into the vector)"
-            )
-        for name, value in (("num_classes", num_classes), ("cond_dim", cond_dim)):
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise ValueError(f"{name} must be a positive int or None, got {value!r}")
         self.in_channels = in_channels
         self.channel_mult = channel_mult
         self.num_classes = num_classes
@@ -240,6 +271,8 @@ class UNet(nnx.Module):
                 f"UNet expects channels-last images (B, H, W, {self.in_channels}), got x of "
                 f"shape {shape}"
             )
+        if not jnp.issubdtype(jnp.result_type(x), jnp.floating):
+            raise ValueError(f"x must be floating point, got dtype {jnp.result_type(x)}")
         if shape[1] % factor or shape[2] % factor:
             raise ValueError(
                 f"UNet with {len(self.channel_mult)} levels needs H and W divisible by "
@@ -252,13 +285,8 @@ class UNet(nnx.Module):
                 raise ValueError(
                     "this UNet has no conditioning (num_classes=None, cond_dim=None) but got cond"
                 )
-            if jnp.shape(cond) != (shape[0],) or not jnp.issubdtype(
-                jnp.result_type(cond), jnp.integer
-            ):
-                raise ValueError(
-                    f"cond must be integer labels of shape ({shape[0]},), got shape "
-                    f"{jnp.shape(cond)} and dtype {jnp.result_type(cond)}"
-                )
+            return class_labels("UNet", cond, shape[0], self.num_classes)
+        return cond
 
     def null_cond(self, batch: int):
         """What "no condition" means for this UNet, batched: ``(batch,)`` null labels
@@ -270,7 +298,7 @@ class UNet(nnx.Module):
         return None
 
     def __call__(self, x: jax.Array, t: jax.Array, cond: jax.Array | None = None) -> jax.Array:
-        self._check(x, t, cond)
+        cond = self._check(x, t, cond)
         batch = x.shape[0]
         emb = sinusoidal_embedding(t.astype(x.dtype), self.time_dim)
         emb = self.time_mlp2(jax.nn.silu(self.time_mlp1(emb)))

@@ -16,7 +16,9 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from flowjax_fm._checks import check_real, is_concrete
 from flowjax_fm._pytree import pytree_dataclass
 from flowjax_fm.paths._base import AbstractPath, check_example
 
@@ -70,7 +72,15 @@ class CondOTSchedule(AbstractSchedule):
 class PolynomialSchedule(AbstractSchedule):
     r"""Polynomial: :math:`\alpha_t = t^n,\ \sigma_t = 1 - t^n` (``n = 1`` is :class:`CondOTSchedule`).
 
-    ``n`` is a pytree leaf: changing it does not recompile.
+    ``n`` is a pytree leaf: changing it does not recompile. For ``n < 1``,
+    :math:`\dot\alpha_t = n t^{n-1}` is infinite at ``t = 0``; it is evaluated with ``t``
+    clipped at 1e-6 there, so that it stays finite.
+
+    Args:
+      n: the exponent, a finite number in ``(0, inf)``.
+
+    Raises:
+      ValueError: if ``n`` is not a finite number > 0 (checked when concrete).
 
     Examples:
       >>> import jax.numpy as jnp
@@ -80,9 +90,13 @@ class PolynomialSchedule(AbstractSchedule):
 
     n: float = 2.0
 
+    def __post_init__(self):
+        check_real("n", self.n, 0.0, low_open=True)
+
     def __call__(self, t):
         alpha = t**self.n
-        d_alpha = self.n * t ** (self.n - 1.0)
+        base = jnp.where(self.n < 1.0, jnp.maximum(t, 1e-6), t)  # n t^(n-1) is infinite at 0 for n < 1
+        d_alpha = self.n * base ** (self.n - 1.0)
         return alpha, 1.0 - alpha, d_alpha, -d_alpha
 
 
@@ -114,6 +128,15 @@ class VPSchedule(AbstractSchedule):
     :math:`\dot\sigma_t` is infinite; it is evaluated with :math:`\sigma_t` clipped at 1e-6 so
     that it stays finite.
 
+    Args:
+      beta_min: the noise rate at the data end, a finite number in ``[0, inf)``.
+      beta_max: the noise rate at the source end, a finite number in ``(0, inf)`` with
+        ``beta_max >= beta_min``.
+
+    Raises:
+      ValueError: for a value out of its range or ``beta_max < beta_min`` (checked when
+        concrete).
+
     Examples:
       >>> import jax.numpy as jnp
       >>> a, s, _, _ = VPSchedule()(jnp.float32(1.0))
@@ -123,6 +146,17 @@ class VPSchedule(AbstractSchedule):
 
     beta_min: float = 0.1
     beta_max: float = 20.0
+
+    def __post_init__(self):
+        check_real("beta_min", self.beta_min, 0.0)
+        check_real("beta_max", self.beta_max, 0.0, low_open=True)
+        if is_concrete((self.beta_min, self.beta_max)) and not np.all(
+            np.asarray(self.beta_max, np.float64) >= np.asarray(self.beta_min, np.float64)
+        ):
+            raise ValueError(
+                f"beta_max must be >= beta_min, got beta_min={self.beta_min!r} and "
+                f"beta_max={self.beta_max!r}"
+            )
 
     def __call__(self, t):
         r = 1.0 - t
@@ -228,6 +262,9 @@ class AffinePath(AbstractAffinePath):
     Args:
       schedule: an :class:`AbstractSchedule` (``CondOTSchedule()``, ``CosineSchedule()``, ...).
 
+    Raises:
+      TypeError: if ``schedule`` is not an :class:`AbstractSchedule`.
+
     Examples:
       >>> import jax.numpy as jnp
       >>> path = AffinePath(CosineSchedule())
@@ -238,6 +275,13 @@ class AffinePath(AbstractAffinePath):
 
     schedule: AbstractSchedule = CondOTSchedule()
 
+    def __post_init__(self):
+        if not isinstance(self.schedule, AbstractSchedule):
+            raise TypeError(
+                "schedule must be an instance of fm.paths.AbstractSchedule (e.g. "
+                f"fm.paths.CosineSchedule()), got {type(self.schedule).__name__}"
+            )
+
 
 @pytree_dataclass
 class CondOTPath(AbstractAffinePath):
@@ -246,6 +290,13 @@ class CondOTPath(AbstractAffinePath):
     .. math::
        x_t = (1 - (1 - \sigma_{min}) t)\, x_0 + t\, x_1,\qquad
        u_t = x_1 - (1 - \sigma_{min})\, x_0
+
+    Args:
+      sigma_min: the width left at the data end, a finite number in ``[0, 1)`` (``1`` would
+        not move the source at all).
+
+    Raises:
+      ValueError: if ``sigma_min`` is out of ``[0, 1)`` or not finite (checked when concrete).
 
     Examples:
       >>> import jax.numpy as jnp
@@ -260,6 +311,9 @@ class CondOTPath(AbstractAffinePath):
     """
 
     sigma_min: float = 0.0
+
+    def __post_init__(self):
+        check_real("sigma_min", self.sigma_min, 0.0, 1.0, high_open=True)
 
     def schedule(self, t):
         one = jnp.ones_like(t)

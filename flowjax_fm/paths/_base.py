@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import abc
+import dataclasses
 
 import jax
 import jax.numpy as jnp
 
-__all__ = ["AbstractPath", "check_example"]
+__all__ = ["AbstractPath", "check_example", "check_kwargs"]
 
 
 def check_example(x0: jax.Array, x1: jax.Array, t: jax.Array, noise: jax.Array | None) -> None:
@@ -26,6 +27,17 @@ def check_example(x0: jax.Array, x1: jax.Array, t: jax.Array, noise: jax.Array |
     for name, a in (("x0", x0), ("x1", x1), ("t", t)):
         if not jnp.issubdtype(jnp.result_type(a), jnp.floating):
             raise ValueError(f"{name} must be floating point, got dtype {jnp.result_type(a)}")
+
+
+def check_kwargs(what: str, name: str, cls: type, kwargs: dict) -> None:
+    """A ValueError if ``kwargs`` holds a key that is not a field of the dataclass ``cls``."""
+    fields = [f.name for f in dataclasses.fields(cls) if f.init]
+    unknown = sorted(k for k in kwargs if k not in fields)
+    if unknown:
+        takes = ", ".join(fields) if fields else "no arguments"
+        raise ValueError(
+            f"{what} {name!r} takes {takes}; got unknown argument(s) {', '.join(unknown)}"
+        )
 
 
 class AbstractPath(abc.ABC):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from flowjax_fm._checks import check_real
 from flowjax_fm._pytree import pytree_dataclass
 from flowjax_fm.paths._base import AbstractPath, check_example
 
@@ -22,7 +23,12 @@ class GaussianPath(AbstractPath):
     ``sigma = 0`` is the deterministic straight path (still reads ``noise``).
 
     Args:
-      sigma: width of the Gaussian tube around the line (a pytree leaf).
+      sigma: width of the Gaussian tube around the line (a pytree leaf), a finite number in
+        ``[0, inf)``.
+
+    Raises:
+      ValueError: if ``sigma`` is negative, NaN or infinite (checked when concrete: a traced
+        ``sigma``, swept under ``vmap``, passes).
 
     Examples:
       >>> import jax.numpy as jnp
@@ -40,6 +46,9 @@ class GaussianPath(AbstractPath):
 
     sigma: float = 0.1
     stochastic = True
+
+    def __post_init__(self):
+        check_real("sigma", self.sigma, 0.0)
 
     def sample(self, x0, x1, t, noise=None):
         check_example(x0, x1, t, noise)
@@ -78,6 +87,15 @@ class BrownianBridgePath(AbstractPath):
     give finite values. Pair with an entropic coupling of regularisation :math:`2\sigma^2`
     (``SinkhornCoupling(epsilon=2 * sigma**2)``) for SB-CFM.
 
+    Args:
+      sigma: the bridge's diffusion scale (a pytree leaf), a finite number in ``(0, inf)``.
+        ``sigma = 0`` is refused: it is the straight path (:class:`~flowjax_fm.paths.CondOTPath`)
+        and would give SB-CFM's coupling a regularisation :math:`2\sigma^2 = 0`.
+
+    Raises:
+      ValueError: if ``sigma`` is not a finite number > 0 (checked when concrete: a traced
+        ``sigma`` passes).
+
     Examples:
       >>> import jax.numpy as jnp
       >>> path = BrownianBridgePath(sigma=1.0)
@@ -93,6 +111,15 @@ class BrownianBridgePath(AbstractPath):
 
     sigma: float = 1.0
     stochastic = True
+
+    def __post_init__(self):
+        try:
+            check_real("sigma", self.sigma, 0.0, low_open=True)
+        except ValueError as err:
+            raise ValueError(
+                f"{err} (sigma = 0 is the straight path, CondOTPath; SB-CFM's Sinkhorn "
+                "regularisation epsilon = 2 sigma^2 would be 0)"
+            ) from None
 
     def sample(self, x0, x1, t, noise=None):
         check_example(x0, x1, t, noise)

@@ -11,11 +11,20 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from flowjax_fm._checks import (
+    as_floating,
+    check_bool,
+    check_finite,
+    check_int,
+    check_positive_int,
+    is_concrete,
+)
 from flowjax_fm._pytree import pytree_dataclass, static_field
 from flowjax_fm.couplings import IndependentCoupling
 from flowjax_fm.paths import CondOTPath
 from flowjax_fm.sampling import sample
 from flowjax_fm.time_sampling import AbstractTime, UniformTime
+from flowjax_fm.time_sampling._samplers import check_draw
 from flowjax_fm.training import TrainState, fit, init_state, make_train_step
 
 __all__ = ["GridTime", "generate_pairs", "paired_sampler", "fit_pairs", "reflow", "distill"]
@@ -28,6 +37,13 @@ class GridTime(AbstractTime):
     Training the straight-path loss only at these times teaches a field the velocity that ``k``
     Euler steps read, which is what :func:`distill` needs.
 
+    Args:
+      k: the number of grid points (Euler steps), an int >= 1 (Python or NumPy; static).
+
+    Raises:
+      ValueError: ``k`` not an int >= 1; at a draw, ``n`` not an int >= 1 or ``dtype`` not
+        floating.
+
     Examples:
       >>> import jax
       >>> sorted(set(GridTime(4)(jax.random.key(0), 200).tolist()))
@@ -36,13 +52,16 @@ class GridTime(AbstractTime):
 
     k: int = static_field(default=1)
 
+    def __post_init__(self):
+        object.__setattr__(self, "k", check_positive_int("k", self.k))
+
     def __call__(self, key, n, dtype=jnp.float32):
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"n must be a positive Python int, got {n!r}")
+        n, dtype = check_draw(n, dtype)
         return jax.random.randint(key, (n,), 0, self.k).astype(dtype) / self.k
 
 
 def _check_pairs(x0, x1):
+    """Two float arrays of one shape ``(N, *event)``, ``N >= 1``, finite when concrete."""
     if not hasattr(x0, "shape") or not hasattr(x1, "shape"):
         raise ValueError("x0 and x1 must be arrays shaped (N, *event)")
     if x0.shape != x1.shape or x0.ndim < 2 or x0.shape[0] < 1:
@@ -52,6 +71,27 @@ def _check_pairs(x0, x1):
         )
     if not (jnp.issubdtype(x0.dtype, jnp.floating) and jnp.issubdtype(x1.dtype, jnp.floating)):
         raise ValueError(f"pairs must be floating point, got {x0.dtype} and {x1.dtype}")
+    for name, x in (("x0", x0), ("x1", x1)):
+        # one reduction on the device; the detailed message (a host copy) only on failure
+        if is_concrete(x) and not bool(jnp.isfinite(x).all()):
+            check_finite(name, x)
+
+
+def _check_training(num_steps, batch_size, chunk_size, progress, optimizer=None, time_sampler=None):
+    check_int("num_steps", num_steps, 0)
+    check_positive_int("batch_size", batch_size)
+    check_positive_int("chunk_size", chunk_size)
+    check_bool("progress", progress)
+    if optimizer is not None and not isinstance(optimizer, optax.GradientTransformation):
+        raise TypeError(
+            "optimizer must be None or an optax GradientTransformation (optax.adam(1e-3)), got "
+            f"{type(optimizer).__name__}"
+        )
+    if time_sampler is not None and not isinstance(time_sampler, AbstractTime):
+        raise TypeError(
+            "time_sampler must be an instance of fm.time_sampling.AbstractTime (e.g. "
+            f"fm.time_sampling.UniformTime()), got {type(time_sampler).__name__}"
+        )
 
 
 def generate_pairs(
@@ -81,15 +121,20 @@ def generate_pairs(
       key: a ``jax.random.key``; batch ``j`` draws from ``fold_in(key, j)``.
       source: a sampler ``(key, n) -> (n, *event)``, or an array of source points (``n`` rows
         are drawn without replacement).
-      n: number of pairs (>= 1).
-      batch_size: points per ODE solve.
-      solver, num_steps, rtol, atol, max_steps: as :func:`flowjax_fm.sampling.sample`.
+      n: number of pairs, an int >= 1.
+      batch_size: points per ODE solve, an int >= 1.
+      solver, num_steps, rtol, atol, max_steps: as :func:`flowjax_fm.sampling.sample`
+        (``num_steps``: None or an int >= 1; ``max_steps``: None or an int >= 1).
+
+    Ints may be Python or NumPy ints; bools are refused.
 
     Returns:
       ``(x0, x1)``, each ``(n, *event)``.
 
     Raises:
-      ValueError: bad ``n``/``batch_size``, an array source with fewer than ``n`` rows, or as
+      TypeError: ``vector_field`` not a function.
+      ValueError: bad ``n`` / ``batch_size`` / ``num_steps`` / ``max_steps``, an array source
+        that is not floating or has fewer than ``n`` rows, or as
         :func:`~flowjax_fm.sampling.sample`.
 
     Examples:
@@ -100,15 +145,19 @@ def generate_pairs(
       >>> x0.shape, bool(jnp.allclose(x1, x0 + 1.0, atol=1e-5))
       ((5, 2), True)
     """
-    for name, val in (("n", n), ("batch_size", batch_size)):
-        if isinstance(val, bool) or not isinstance(val, int) or val < 1:
-            raise ValueError(f"{name} must be a positive int, got {val!r}")
-    batch_size = min(batch_size, n)
+    if not callable(vector_field):
+        raise TypeError(f"vector_field must be a function v(x, t), got {type(vector_field).__name__}")
+    n = check_positive_int("n", n)
+    batch_size = min(check_positive_int("batch_size", batch_size), n)
+    if num_steps is not None:
+        num_steps = check_positive_int("num_steps", num_steps)
+    if max_steps is not None:
+        max_steps = check_positive_int("max_steps", max_steps)
     num_batches = -(-n // batch_size)
     if callable(source):
         batch = lambda j: jnp.asarray(source(jax.random.fold_in(key, j), batch_size))
     else:
-        data = jnp.asarray(source)
+        data = as_floating("source", source)
         if data.ndim < 2 or data.shape[0] < n:
             raise ValueError(
                 f"an array source needs at least n={n} rows (N, *event), got {tuple(data.shape)}"
@@ -136,6 +185,10 @@ def paired_sampler(x0: jax.Array, x1: jax.Array) -> Callable[[jax.Array, int], t
     :func:`flowjax_fm.training.fit` makes for a source and a target) would throw the coupling
     away.
 
+    Raises:
+      ValueError: ``x0`` / ``x1`` not float arrays of one shape ``(N, *event)`` or holding
+        NaN / inf; at a draw, ``n`` not an int >= 1.
+
     Examples:
       >>> import jax, jax.numpy as jnp
       >>> a = jnp.arange(10.0)[:, None]
@@ -146,6 +199,7 @@ def paired_sampler(x0: jax.Array, x1: jax.Array) -> Callable[[jax.Array, int], t
     _check_pairs(x0, x1)
 
     def draw(key, n):
+        n = check_positive_int("n", n)
         idx = jax.random.randint(key, (n,), 0, x0.shape[0])
         return jnp.take(x0, idx, axis=0), jnp.take(x1, idx, axis=0)
 
@@ -175,19 +229,23 @@ def fit_pairs(
     Args:
       step: a train step from :func:`flowjax_fm.training.make_train_step` (not jitted).
       state: the train state to start from; key: a ``jax.random.key``.
-      x0, x1: paired arrays ``(N, *event)``.
-      num_steps: number of steps; batch_size: pairs per step.
-      chunk_size: steps per compiled chunk; progress: show a tqdm bar.
+      x0, x1: paired float arrays ``(N, *event)``, finite.
+      num_steps: number of steps, an int >= 0; batch_size: pairs per step, an int >= 1.
+      chunk_size: steps per compiled chunk, an int >= 1; progress: show a tqdm bar (a bool).
 
     Returns:
       ``(state, history)``, ``history`` a dict of per-step numpy arrays (``loss``,
       ``grad_norm``, ``step``).
 
     Raises:
-      ValueError: bad pairs or sizes.
+      TypeError: ``step`` not a function.
+      ValueError: bad pairs (shapes, dtype, NaN / inf) or sizes.
       flowjax_fm.training.NonFiniteLossError: on a non-finite loss.
     """
+    if not callable(step):
+        raise TypeError(f"step must be a function (state, key, x0, x1); got {type(step).__name__}")
     _check_pairs(x0, x1)
+    _check_training(num_steps, batch_size, chunk_size, progress)
     return fit(step, state, key, x0, x1, paired=True, num_steps=num_steps,
                batch_size=batch_size, chunk_size=chunk_size, progress=progress, desc="reflow")
 
@@ -198,6 +256,8 @@ def _start(model, optimizer, params):
 
 def _train_on_pairs(model, key, x0, x1, time_sampler, *, num_steps, batch_size, optimizer,
                     params, ema_decay, chunk_size, progress):
+    _check_pairs(x0, x1)
+    _check_training(num_steps, batch_size, chunk_size, progress, optimizer, time_sampler)
     optimizer = optax.adam(1e-3) if optimizer is None else optimizer
     step = make_train_step(
         model, optimizer=optimizer, path=CondOTPath(sigma_min=0.0),
@@ -238,18 +298,25 @@ def reflow(
       model: an NNX or equinox model (its own parameters start training unless ``params``
         is given), or a plain ``apply(params, x, t, cond=None)`` (then ``params`` is needed).
       key: a ``jax.random.key``.
-      x0, x1: paired arrays ``(N, *event)``.
-      num_steps: training steps; batch_size: pairs per step.
+      x0, x1: paired float arrays ``(N, *event)``, finite.
+      num_steps: training steps, an int >= 0; batch_size: pairs per step, an int >= 1.
       optimizer: an optax transformation (default ``adam(1e-3)``).
       params: parameters to start from, e.g. the previous flow's (warm start; the usual
         choice).
-      time_sampler: training-time distribution (default uniform).
-      ema_decay: optional parameter EMA kept in ``state.ema``.
+      time_sampler: training-time distribution, an
+        :class:`~flowjax_fm.time_sampling.AbstractTime` (default uniform).
+      ema_decay: optional parameter EMA kept in ``state.ema``, in ``[0, 1]``.
       chunk_size, progress: as :func:`fit_pairs`.
 
     Returns:
       ``(state, history)``; the new field is
       ``fm.training.make_vector_field(model, state.params)``.
+
+    Raises:
+      TypeError: ``optimizer`` or ``time_sampler`` of the wrong kind, or a model
+        :func:`~flowjax_fm.training.make_train_step` refuses.
+      ValueError: bad pairs (shapes, dtype, NaN / inf), sizes or ``ema_decay``.
+      flowjax_fm.training.NonFiniteLossError: on a non-finite loss.
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -265,7 +332,6 @@ def reflow(
       Liu et al. 2023, Flow Straight and Fast: Learning to Generate and Transfer Data with
       Rectified Flow.
     """
-    _check_pairs(x0, x1)
     return _train_on_pairs(model, key, x0, x1, time_sampler, num_steps=num_steps,
                            batch_size=batch_size, optimizer=optimizer, params=params,
                            ema_decay=ema_decay, chunk_size=chunk_size, progress=progress)
@@ -302,11 +368,15 @@ def distill(
     Args:
       model, key, x0, x1, num_steps, batch_size, optimizer, params, ema_decay, chunk_size,
         progress: as :func:`reflow`.
-      euler_steps: number of Euler steps ``k`` the distilled field is sampled with (>= 1).
+      euler_steps: number of Euler steps ``k`` the distilled field is sampled with, an int
+        >= 1.
 
     Returns:
       ``(state, history)``; sample with
       ``fm.sampling.sample(field, x0, solver="euler", num_steps=euler_steps)``.
+
+    Raises:
+      TypeError, ValueError: as :func:`reflow`; ValueError for ``euler_steps`` not an int >= 1.
 
     Examples:
       >>> import jax, jax.numpy as jnp
@@ -318,9 +388,7 @@ def distill(
       >>> int(state.step)
       10
     """
-    _check_pairs(x0, x1)
-    if isinstance(euler_steps, bool) or not isinstance(euler_steps, int) or euler_steps < 1:
-        raise ValueError(f"euler_steps must be an int >= 1, got {euler_steps!r}")
+    euler_steps = check_positive_int("euler_steps", euler_steps)
     return _train_on_pairs(model, key, x0, x1, GridTime(euler_steps), num_steps=num_steps,
                            batch_size=batch_size, optimizer=optimizer, params=params,
                            ema_decay=ema_decay, chunk_size=chunk_size, progress=progress)

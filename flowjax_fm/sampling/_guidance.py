@@ -7,6 +7,8 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from flowjax_fm._checks import check_int, check_real
+
 __all__ = ["guided_field"]
 
 
@@ -67,8 +69,9 @@ def guided_field(vector_field: Callable, scale, null_label: int | None = None, *
       vector_field: ``v(x, t, cond=c)`` with ``x: (B, *event)``, ``t: (B,)`` and ``c`` a
         condition pytree with leading dimension ``B``; the null condition must select its
         unconditional mode.
-      scale: guidance weight ``w`` (a float or a scalar array; it may be traced).
-      null_label: the label of the null class, for integer labels ``(B,)`` (for
+      scale: guidance weight ``w``, a finite real (a float or a scalar array; it may be
+        traced, and is then not checked).
+      null_label: the label of the null class, an int >= 0, for integer labels ``(B,)`` (for
         :class:`~flowjax_fm.models.UNet` and :class:`~flowjax_fm.models.MLP`, ``num_classes``).
       null_cond: the null condition for any condition pytree: one example's condition (each
         leaf shaped like a row of ``c``'s leaf, broadcast to the batch), a batch of one, or a
@@ -80,7 +83,9 @@ def guided_field(vector_field: Callable, scale, null_label: int | None = None, *
       ``fm.sampling.sample(field, x0, cond=c)``.
 
     Raises:
-      ValueError: neither or both of ``null_label`` / ``null_cond``; when the field is called,
+      TypeError: ``vector_field`` is not callable.
+      ValueError: ``scale`` not a finite real; ``null_label`` not an int >= 0; neither or
+        both of ``null_label`` / ``null_cond``; when the field is called,
         a missing ``cond``, labels not ``(B,)`` integers (``null_label``), or a ``null_cond``
         whose structure or leaf shapes do not fit ``cond`` (quoting the shapes).
 
@@ -100,6 +105,13 @@ def guided_field(vector_field: Callable, scale, null_label: int | None = None, *
       Ho and Salimans 2022, Classifier-Free Diffusion Guidance; Zheng et al. 2023, Guided
       Flows for Generative Modeling and Decision Making.
     """
+    if not callable(vector_field):
+        raise TypeError(
+            f"vector_field must be callable as v(x, t, cond=c), got {type(vector_field).__name__}"
+        )
+    check_real("scale", scale)
+    if null_label is not None:
+        null_label = check_int("null_label", null_label, 0)
     if (null_label is None) == (null_cond is None):
         raise ValueError(
             "guided_field needs exactly one of null_label (integer labels) and null_cond "

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from flowjax_fm import _ode
-from flowjax_fm._checks import is_int
+from flowjax_fm._checks import check_bool, check_int
 from flowjax_fm._pytree import pytree_dataclass, static_field
 
 __all__ = ["SampleResult", "sample", "encode", "round_trip_error"]
@@ -46,9 +46,52 @@ class SampleResult:
     nfe_exact: bool = static_field(default=True)
 
 
-def _check_trajectory_points(trajectory_points):
-    if not is_int(trajectory_points) or trajectory_points < 2:
-        raise ValueError(f"trajectory_points must be an int >= 2, got {trajectory_points!r}")
+def _solve(
+    vector_field, x0, *, name, what, names, cast, solver, num_steps, rtol, atol, t0, t1,
+    save_trajectory, cond, trajectory_points, max_steps, throw, ts, adjoint, stepsize_controller,
+) -> SampleResult:
+    """:func:`sample` under another name: ``x0`` is called ``name``, errors say ``what``;
+    ``cast=False`` keeps the result in the working dtype (see :func:`flowjax_fm._ode.prepare`)."""
+    _ode.check_options(rtol=rtol, atol=atol, t0=t0, t1=t1, num_steps=num_steps,
+                       max_steps=max_steps, throw=throw, names=names)
+    check_bool("save_trajectory", save_trajectory)
+    check_int("trajectory_points", trajectory_points, 2)
+    field, x, dtype = _ode.prepare(vector_field, x0, cond, name=name)
+    save_ts = None
+    if ts is None and save_trajectory:
+        num_saved = num_steps + 1 if num_steps is not None else trajectory_points
+        save_ts = np.linspace(float(t0), float(t1), num_saved)
+    sol = _ode.solve(
+        field,
+        x,
+        args=cond,
+        solver=solver,
+        t0=t0,
+        t1=t1,
+        num_steps=num_steps,
+        rtol=rtol,
+        atol=atol,
+        save_ts=save_ts,
+        ts=ts,
+        stepsize_controller=stepsize_controller,
+        adjoint=adjoint,
+        max_steps=max_steps,
+        throw=throw,
+        what=what,
+        checked=True,
+    )
+    ys = sol.ys if not cast or dtype == x.dtype else sol.ys.astype(dtype)
+    saved = ts is not None or save_trajectory
+    return SampleResult(
+        x=ys[-1],
+        nfe=sol.nfe,
+        trajectory=ys if saved else None,
+        ts=sol.ts if saved else None,
+        num_steps=sol.num_steps,
+        num_rejected=sol.num_rejected,
+        success=sol.success,
+        nfe_exact=sol.nfe_exact,
+    )
 
 
 def sample(
@@ -117,29 +160,39 @@ def sample(
     ``(t0, x0)``, a first-same-as-last method reuses as its first stage: Dopri5 costs
     ``6 * steps + 2``).
 
-    Errors: the solve fails when the step cap is reached, the step size collapses, or a
-    value is not finite (fixed-step solves included). With ``throw=True`` that raises a
+    Errors: the solve fails when the step cap ``max_steps`` is reached, the step size
+    collapses, or a value is not finite (fixed-step solves included: a NaN or exploding
+    field under ``euler`` / ``rk4``). With ``throw=True`` (the default) that raises a
     ``RuntimeError`` both eagerly and inside ``jax.jit``; with ``throw=False`` the result's
-    ``success`` is False instead.
+    ``success`` is False instead (and ``x`` is whatever the solver reached).
+
+    Dtypes: ``x0`` may be any floating array; a NumPy ``float64`` array with x64 off is cast
+    to ``float32`` as JAX casts it. The result keeps ``x0``'s floating dtype. A ``bfloat16``
+    or ``float16`` ``x0`` is integrated in ``float32`` (the field is called with ``float32``
+    ``x`` and ``t`` and may return ``float32`` or ``x0``'s dtype) and ``x`` / ``trajectory``
+    are cast back; ``ts`` stays ``float32`` (``bfloat16`` cannot hold the times). Integrating
+    in ``bfloat16`` itself fails at the default tolerances (see :mod:`flowjax_fm._ode`).
 
     Args:
       vector_field: ``v(x, t) -> velocity``, ``x: (B, *event)``, ``t: (B,)``.
-      x0: initial state, shape ``(B, *event)`` (at least 2D), floating point.
+      x0: initial state, shape ``(B, *event)`` (at least 2D, ``B >= 1``), floating point.
       solver: a name in :data:`~flowjax_fm.sampling.SOLVER_NAMES` (``"euler"``,
         ``"midpoint"``, ``"heun"``, ``"rk4"``, ``"rk4_38"``, ``"tsit5"``, ``"dopri5"``), or a
         diffrax solver object.
       num_steps: ``None`` for adaptive steps (or the ``ts`` grid), or a number of equal
-        steps (>= 1).
-      rtol, atol: tolerances of the default adaptive controller.
-      t0, t1: start and end times; ``t0 > t1`` integrates backwards.
-      save_trajectory: also return states at ``num_steps + 1`` evenly spaced times (fixed
-        steps) or ``trajectory_points`` evenly spaced times (adaptive); ignored with ``ts``.
+        steps, an int >= 1 (NumPy ints accepted, bool refused).
+      rtol, atol: tolerances of the default adaptive controller, finite > 0.
+      t0, t1: start and end times, finite Python numbers that differ; ``t0 > t1`` integrates
+        backwards.
+      save_trajectory: a bool: also return states at ``num_steps + 1`` evenly spaced times
+        (fixed steps) or ``trajectory_points`` evenly spaced times (adaptive); ignored with
+        ``ts``.
       cond: optional conditioning (any pytree), passed as ``cond=cond``.
-      trajectory_points: number of saved times for adaptive solves (>= 2).
-      max_steps: cap on attempted steps of an adaptive solve (fixed solves use exactly
-        ``num_steps``).
-      throw: raise if the solver fails; with ``throw=False`` the result's ``success`` flag
-        says so instead.
+      trajectory_points: number of saved times for adaptive solves, an int >= 2.
+      max_steps: cap on attempted steps of an adaptive solve, None or an int >= 1 (fixed
+        solves use exactly ``num_steps``); reaching it is a failure.
+      throw: a bool: raise if the solver fails; with ``throw=False`` the result's
+        ``success`` flag says so instead.
       ts: ``None``, or the times to save (and the step grid of a fixed-step solve).
       adjoint: ``None``, a name above, or a diffrax adjoint object.
       stepsize_controller: ``None`` (chosen from ``num_steps``), ``"pid"``, ``"constant"``,
@@ -149,11 +202,15 @@ def sample(
       A :class:`SampleResult` with ``x``, ``nfe``, ``trajectory``, ``ts`` and statistics.
 
     Raises:
-      ValueError: unknown solver, adjoint or controller name; ``x0`` not at least 2D;
-        ``num_steps < 1``; a vector field whose output shape or dtype differs from
-        ``x0``'s; adaptive steps with a solver that has no error estimate (Euler); ``ts``
-        not 1D, not monotone from ``t0`` to ``t1``, or given together with ``num_steps``
-        for a fixed-step solve; ``num_steps`` with an adaptive controller.
+      ValueError: unknown solver, adjoint or controller name; ``x0`` not floating point
+        (the message quotes dtype and shape), not at least 2D or empty; ``num_steps``,
+        ``max_steps`` or ``trajectory_points`` out of range or not ints; ``rtol``/``atol``
+        not finite > 0; ``t0``/``t1`` not finite or equal; ``throw``/``save_trajectory``
+        not bools; a vector field whose output shape or dtype differs from ``x``'s;
+        adaptive steps with a solver that has no error estimate (Euler); ``ts`` not 1D, not
+        monotone from ``t0`` to ``t1``, or given together with ``num_steps`` for a
+        fixed-step solve; ``num_steps`` with an adaptive controller.
+      TypeError: ``vector_field`` is not callable.
       RuntimeError: (at run time, ``throw=True``) the solver failed.
 
     Examples:
@@ -169,50 +226,25 @@ def sample(
       >>> res = fm.sampling.sample(v, jnp.zeros((4, 2)), solver="euler", ts=jnp.linspace(0, 1, 5))
       >>> res.trajectory.shape, int(res.nfe)
       ((5, 4, 2), 4)
+      >>> res = fm.sampling.sample(v, jnp.zeros((4, 2), jnp.bfloat16))  # dtype kept
+      >>> res.x.dtype
+      dtype(bfloat16)
+      >>> bad = fm.sampling.sample(lambda x, t: x * jnp.nan, jnp.ones((4, 2)), solver="rk4",
+      ...                          num_steps=4, throw=False)
+      >>> bool(bad.success)
+      False
       >>> # forward mode through a fixed-step solve: d x1 / d x0 along a direction
       >>> f = lambda x: fm.sampling.sample(lambda y, t: -y, x, solver="rk4", num_steps=4).x
       >>> _, tangent = jax.jvp(f, (jnp.ones((1, 2)),), (jnp.ones((1, 2)),))
       >>> round(float(tangent[0, 0]), 3)  # e^{-1}
       0.368
     """
-    field = _ode.check_field(vector_field, x0, cond)
-    _check_trajectory_points(trajectory_points)
-    save_ts = None
-    if ts is None and save_trajectory:
-        if num_steps is not None:
-            num_saved = num_steps if is_int(num_steps) and num_steps >= 1 else 0
-            num_saved += 1
-        else:
-            num_saved = trajectory_points
-        save_ts = np.linspace(float(t0), float(t1), num_saved)
-    sol = _ode.solve(
-        field,
-        x0,
-        args=cond,
-        solver=solver,
-        t0=t0,
-        t1=t1,
-        num_steps=num_steps,
-        rtol=rtol,
-        atol=atol,
-        save_ts=save_ts,
-        ts=ts,
+    return _solve(
+        vector_field, x0, name="x0", what="fm.sampling.sample", names=("t0", "t1"), cast=True,
+        solver=solver, num_steps=num_steps, rtol=rtol, atol=atol, t0=t0, t1=t1,
+        save_trajectory=save_trajectory, cond=cond, trajectory_points=trajectory_points,
+        max_steps=max_steps, throw=throw, ts=ts, adjoint=adjoint,
         stepsize_controller=stepsize_controller,
-        adjoint=adjoint,
-        max_steps=max_steps,
-        throw=throw,
-        what="fm.sampling.sample",
-    )
-    saved = ts is not None or save_trajectory
-    return SampleResult(
-        x=sol.ys[-1],
-        nfe=sol.nfe,
-        trajectory=sol.ys if saved else None,
-        ts=sol.ts if saved else None,
-        num_steps=sol.num_steps,
-        num_rejected=sol.num_rejected,
-        success=sol.success,
-        nfe_exact=sol.nfe_exact,
     )
 
 
@@ -241,11 +273,12 @@ def encode(
               - \int_{t_\mathrm{source}}^{t_\mathrm{data}} v(x_t, t)\, dt
 
     The inverse of the flow map, e.g. to get the latent noise of a data point, or for
-    likelihoods. Arguments are those of :func:`sample`; ``ts`` runs from ``t_data`` down to
-    ``t_source``.
+    likelihoods. Arguments, ranges, the dtype policy and ``throw`` are those of
+    :func:`sample` (``t_data``, ``t_source`` play ``t0``, ``t1``); ``ts`` runs from
+    ``t_data`` down to ``t_source``.
 
     Returns:
-      A :class:`SampleResult`; ``x`` is the state at ``t_source``.
+      A :class:`SampleResult` in ``x1``'s floating dtype; ``x`` is the state at ``t_source``.
 
     Raises:
       ValueError: as :func:`sample`.
@@ -259,23 +292,12 @@ def encode(
       >>> bool(jnp.allclose(z.x, 0.0))
       True
     """
-    return sample(
-        vector_field,
-        x1,
-        solver=solver,
-        num_steps=num_steps,
-        rtol=rtol,
-        atol=atol,
-        t0=t_data,
-        t1=t_source,
-        save_trajectory=save_trajectory,
-        cond=cond,
-        trajectory_points=trajectory_points,
-        max_steps=max_steps,
-        throw=throw,
-        ts=ts,
-        adjoint=adjoint,
-        stepsize_controller=stepsize_controller,
+    return _solve(
+        vector_field, x1, name="x1", what="fm.sampling.encode", names=("t_data", "t_source"),
+        cast=True, solver=solver, num_steps=num_steps, rtol=rtol, atol=atol, t0=t_data,
+        t1=t_source, save_trajectory=save_trajectory, cond=cond,
+        trajectory_points=trajectory_points, max_steps=max_steps, throw=throw, ts=ts,
+        adjoint=adjoint, stepsize_controller=stepsize_controller,
     )
 
 
@@ -290,18 +312,25 @@ def round_trip_error(
     cond: Any = None,
     max_steps: int | None = 4096,
     stepsize_controller: str | diffrax.AbstractStepSizeController | None = None,
+    throw: bool = True,
 ) -> jax.Array:
     r"""Per-example error of sampling then encoding: a check of solver accuracy.
 
     .. math:: e_i = \max_j \left| \big(\Phi_{1 \to 0} \circ \Phi_{0 \to 1}(x_0)\big)_{ij}
               - x_{0,ij} \right|
 
+    Both solves run in the working dtype (``float32`` for a ``bfloat16`` ``x0``), so the
+    error is the solver's, not the rounding of the intermediate ``x1``.
+
     Args:
       vector_field, x0, solver, num_steps, rtol, atol, cond, max_steps,
         stepsize_controller: as :func:`sample`.
+      throw: raise if either solve fails (default); with ``throw=False`` a failed solve gives
+        ``nan`` errors instead.
 
     Returns:
-      Array of shape ``(B,)``: the max absolute error over each example's event entries.
+      Array of shape ``(B,)`` in ``x0``'s floating dtype: the max absolute error over each
+      example's event entries.
 
     Raises:
       ValueError: as :func:`sample`.
@@ -316,10 +345,15 @@ def round_trip_error(
       ((5,), True)
     """
     options = dict(
-        solver=solver, num_steps=num_steps, rtol=rtol, atol=atol, cond=cond, max_steps=max_steps,
+        what="fm.sampling.round_trip_error", cast=False, solver=solver, num_steps=num_steps,
+        rtol=rtol, atol=atol, cond=cond, save_trajectory=False, trajectory_points=2,
+        max_steps=max_steps, throw=throw, ts=None, adjoint=None,
         stepsize_controller=stepsize_controller,
     )
-    x1 = sample(vector_field, x0, **options).x
-    back = encode(vector_field, x1, **options).x
-    diff = jnp.abs(back - x0).reshape(x0.shape[0], -1)
-    return diff.max(axis=1)
+    forward = _solve(vector_field, x0, name="x0", names=("t0", "t1"), t0=0.0, t1=1.0, **options)
+    back = _solve(vector_field, forward.x, name="x0", names=("t0", "t1"), t0=1.0, t1=0.0, **options)
+    x0 = jnp.asarray(x0)  # the dtype policy of sample: already checked
+    diff = jnp.abs(back.x - x0.astype(back.x.dtype)).reshape(x0.shape[0], -1).max(axis=1)
+    if not throw:
+        diff = jnp.where(forward.success & back.success, diff, jnp.nan)
+    return diff.astype(x0.dtype)

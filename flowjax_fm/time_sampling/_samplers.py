@@ -12,19 +12,33 @@ import abc
 import jax
 import jax.numpy as jnp
 
+from flowjax_fm._checks import check_choice, check_positive_int, check_real
 from flowjax_fm._pytree import pytree_dataclass
+from flowjax_fm.paths._base import check_kwargs
 
-__all__ = ["AbstractTime", "UniformTime", "LogitNormalTime", "BetaTime", "get_time_sampler"]
+__all__ = [
+    "AbstractTime", "UniformTime", "LogitNormalTime", "BetaTime", "get_time_sampler", "check_draw",
+]
 
 
-def _check_n(n) -> int:
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise ValueError(f"n must be a positive Python int (a static batch size), got {n!r}")
-    return n
+def check_draw(n, dtype) -> tuple[int, jnp.dtype]:
+    """``(n, dtype)`` of a draw, checked: ``n`` an int >= 1 (Python or NumPy; a static batch
+    size, so not a bool or a float), ``dtype`` a floating dtype."""
+    n = check_positive_int("n", n)
+    try:
+        kind = jnp.dtype(dtype)
+    except TypeError:
+        kind = None
+    if kind is None or not jnp.issubdtype(kind, jnp.floating):
+        raise ValueError(f"dtype must be a floating dtype (float32, bfloat16, ...), got {dtype!r}")
+    return n, kind
 
 
 class AbstractTime(abc.ABC):
-    """Draws ``n`` training times: ``sampler(key, n) -> (n,)`` in [0, 1]."""
+    """Draws ``n`` training times: ``sampler(key, n, dtype) -> (n,)`` in [0, 1].
+
+    ``n`` is a static int >= 1 and ``dtype`` a floating dtype; a ValueError otherwise.
+    """
 
     @abc.abstractmethod
     def __call__(self, key: jax.Array, n: int, dtype=jnp.float32) -> jax.Array: ...
@@ -34,6 +48,9 @@ class AbstractTime(abc.ABC):
 class UniformTime(AbstractTime):
     r""":math:`t \sim U[0, 1]`, the seed document's default.
 
+    Raises:
+      ValueError: at a draw, ``n`` not an int >= 1 or ``dtype`` not floating.
+
     Examples:
       >>> import jax
       >>> UniformTime()(jax.random.key(0), 4).shape
@@ -41,7 +58,8 @@ class UniformTime(AbstractTime):
     """
 
     def __call__(self, key, n, dtype=jnp.float32):
-        return jax.random.uniform(key, (_check_n(n),), dtype)
+        n, dtype = check_draw(n, dtype)
+        return jax.random.uniform(key, (n,), dtype)
 
 
 @pytree_dataclass
@@ -49,6 +67,14 @@ class LogitNormalTime(AbstractTime):
     r"""Logit-normal: :math:`t = \mathrm{sigmoid}(\mu + s z),\ z \sim N(0, 1)`.
 
     Puts more training weight on intermediate times (Esser et al. 2024, SD3).
+
+    Args:
+      loc: :math:`\mu`, a finite number.
+      scale: :math:`s`, a finite number in ``(0, inf)``.
+
+    Raises:
+      ValueError: for a value out of its range (checked when concrete: traced leaves pass);
+        at a draw, ``n`` not an int >= 1 or ``dtype`` not floating.
 
     Examples:
       >>> import jax
@@ -60,8 +86,13 @@ class LogitNormalTime(AbstractTime):
     loc: float = 0.0
     scale: float = 1.0
 
+    def __post_init__(self):
+        check_real("loc", self.loc)
+        check_real("scale", self.scale, 0.0, low_open=True)
+
     def __call__(self, key, n, dtype=jnp.float32):
-        z = jax.random.normal(key, (_check_n(n),), dtype)
+        n, dtype = check_draw(n, dtype)
+        z = jax.random.normal(key, (n,), dtype)
         loc, scale = jnp.asarray(self.loc, dtype), jnp.asarray(self.scale, dtype)
         return jax.nn.sigmoid(loc + scale * z)
 
@@ -69,6 +100,13 @@ class LogitNormalTime(AbstractTime):
 @pytree_dataclass
 class BetaTime(AbstractTime):
     r""":math:`t \sim \mathrm{Beta}(a, b)`; ``a > b`` favours the data end.
+
+    Args:
+      a, b: the shape parameters, finite numbers in ``(0, inf)``.
+
+    Raises:
+      ValueError: for a value out of its range (checked when concrete: traced leaves pass);
+        at a draw, ``n`` not an int >= 1 or ``dtype`` not floating.
 
     Examples:
       >>> import jax
@@ -79,8 +117,13 @@ class BetaTime(AbstractTime):
     a: float = 1.0
     b: float = 1.0
 
+    def __post_init__(self):
+        check_real("a", self.a, 0.0, low_open=True)
+        check_real("b", self.b, 0.0, low_open=True)
+
     def __call__(self, key, n, dtype=jnp.float32):
-        return jax.random.beta(key, self.a, self.b, (_check_n(n),), dtype)
+        n, dtype = check_draw(n, dtype)
+        return jax.random.beta(key, self.a, self.b, (n,), dtype)
 
 
 _TIMES = {"uniform": UniformTime, "logit-normal": LogitNormalTime, "beta": BetaTime}
@@ -89,10 +132,22 @@ _TIMES = {"uniform": UniformTime, "logit-normal": LogitNormalTime, "beta": BetaT
 def get_time_sampler(name: str, **kwargs) -> AbstractTime:
     """Build a time sampler by name (``uniform``, ``logit-normal``, ``beta``).
 
+    Args:
+      name: ``uniform``, ``logit-normal`` or ``beta``.
+      **kwargs: the sampler's fields (``loc``, ``scale``; ``a``, ``b``), checked by it.
+
+    Raises:
+      ValueError: for an unknown name (the message lists the valid ones), an argument the
+        sampler does not take, or a value out of its range.
+
     Examples:
       >>> get_time_sampler("uniform")
       UniformTime()
+      >>> get_time_sampler("beta", a=0.0)
+      Traceback (most recent call last):
+      ...
+      ValueError: a must be a finite number in (0, inf), got 0.0
     """
-    if name not in _TIMES:
-        raise ValueError(f"unknown time sampler {name!r}; choose one of {sorted(_TIMES)}")
+    check_choice("time sampler", name, sorted(_TIMES))
+    check_kwargs("time sampler", name, _TIMES[name], kwargs)
     return _TIMES[name](**kwargs)

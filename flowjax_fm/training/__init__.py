@@ -14,7 +14,7 @@ from flowjax_fm.training._checkpoint import (
     write_json_atomic,
 )
 from flowjax_fm.training._data import Batch, BatchPlan
-from flowjax_fm.training._fit import NonFiniteLossError, fit
+from flowjax_fm.training._fit import NonFiniteLossError, RuntimeCheckError, fit
 from flowjax_fm.training._images import fit_labelled, label_dropout
 from flowjax_fm.training._model import ModelApply, as_model
 from flowjax_fm.training._optim import make_optimizer
@@ -43,6 +43,7 @@ __all__ = [
     "Checkpointer",
     "ModelApply",
     "NonFiniteLossError",
+    "RuntimeCheckError",
     "TrainState",
     "TrainStep",
     "as_model",

@@ -28,6 +28,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from flowjax_fm._checks import check_bool, check_int, check_positive_int
+
 __all__ = ["CheckpointDamagedError", "Checkpointer", "load_params", "save_params", "write_json_atomic"]
 
 _FORMAT = "flowjax_fm.params"
@@ -57,20 +59,44 @@ def _umask() -> int:
     return mask
 
 
+def _as_path(name: str, value) -> Path:
+    """``value`` as a :class:`~pathlib.Path`; a TypeError unless it is a str or path-like."""
+    if not isinstance(value, str | os.PathLike) or (isinstance(value, str) and not value):
+        raise TypeError(f"{name} must be a non-empty str or os.PathLike path, got {value!r:.80}")
+    return Path(value)
+
+
 def write_json_atomic(path: str | os.PathLike, obj) -> None:
     """Write JSON to ``path`` through a temporary file and an atomic rename.
 
     The file gets the mode an ordinary ``open(path, "w")`` would give it, ``0o666 & ~umask``
     (``0o644`` under the usual umask ``022``: readable by the group), not the ``0o600`` of a
-    :func:`tempfile.mkstemp` file.
+    :func:`tempfile.mkstemp` file. ``obj`` is encoded before anything is written, so an
+    object JSON cannot store leaves no file behind. Keys are sorted; a float ``nan`` /
+    ``inf`` is written as Python's ``json`` writes it (``NaN``, ``Infinity``).
+
+    Raises:
+      TypeError: ``path`` not a str or path-like, or ``obj`` holding something JSON cannot
+        store (the message names its type).
+
+    Examples:
+      >>> import json, pathlib, tempfile
+      >>> path = pathlib.Path(tempfile.mkdtemp()) / "run" / "metrics.json"
+      >>> write_json_atomic(path, {"loss": 0.5, "steps": 10})
+      >>> json.loads(path.read_text())
+      {'loss': 0.5, 'steps': 10}
     """
-    path = Path(path)
+    path = _as_path("path", path)
+    try:
+        text = json.dumps(obj, indent=2, sort_keys=True)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"cannot write {path.name}: obj is not JSON-serialisable ({err})") from None
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=True)
+            f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -314,9 +340,10 @@ def save_params(
         directory that is not a params save is never replaced.
 
     Raises:
-      ValueError: if ``metadata`` is not JSON-serialisable (naming the offending key), or
-        ``params`` has no leaves.
-      TypeError: if ``metadata`` is not a dict, or a leaf of ``params`` is not an array.
+      ValueError: if ``metadata`` is not JSON-serialisable (naming the offending key),
+        ``params`` has no leaves, or ``overwrite`` is not a bool.
+      TypeError: if ``directory`` is not a path, ``metadata`` is not a dict, or a leaf of
+        ``params`` is not an array.
       FileExistsError: if ``directory`` is not empty and ``overwrite`` is false, or it is
         not empty and not a params save.
 
@@ -331,7 +358,8 @@ def save_params(
     """
     import orbax.checkpoint as ocp
 
-    directory = Path(directory).absolute()
+    directory = _as_path("directory", directory).absolute()
+    overwrite = check_bool("overwrite", overwrite)
     metadata = {} if metadata is None else metadata
     if not isinstance(metadata, Mapping):
         raise TypeError(f"metadata must be a dict, got {type(metadata).__name__}")
@@ -443,6 +471,7 @@ def load_params(directory: str | os.PathLike, like=None):
 
     Raises:
       FileNotFoundError: if ``directory`` does not exist.
+      TypeError: if ``directory`` is not a str or path-like.
       ValueError: if it is not a params save, is corrupt (a checksum differs or the arrays
         cannot be read), or ``like`` differs from the save (the first differing paths,
         with both shapes and dtypes, are listed).
@@ -462,7 +491,7 @@ def load_params(directory: str | os.PathLike, like=None):
     """
     import orbax.checkpoint as ocp
 
-    directory = Path(directory).absolute()
+    directory = _as_path("directory", directory).absolute()
     manifest = _read_manifest(directory)
     try:
         specs = [
@@ -598,13 +627,25 @@ class Checkpointer:
       >>> params["out"]["kernel"].shape
       (4, 2)
       >>> ckpt.verify()  # reads every array and checks its recorded sha256
+
+    Args:
+      directory: where the step directories live (created if missing), a str or path.
+      max_to_keep: how many of the newest checkpoints to keep, an int ``>= 1``, or ``None``
+        to keep all.
+
+    Raises:
+      TypeError: ``directory`` not a str or path-like.
+      ValueError: ``max_to_keep`` not ``None`` or an int ``>= 1``.
     """
 
-    def __init__(self, directory: str | os.PathLike, max_to_keep: int = 2):
+    def __init__(self, directory: str | os.PathLike, max_to_keep: int | None = 2):
         import orbax.checkpoint as ocp
 
+        path = _as_path("directory", directory)
+        if max_to_keep is not None:
+            max_to_keep = check_positive_int("max_to_keep", max_to_keep)
         self._ocp = ocp
-        self.directory = Path(directory).absolute()
+        self.directory = path.absolute()
         self._manager = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
@@ -613,7 +654,15 @@ class Checkpointer:
         )
 
     def save(self, state, *, force: bool = True) -> None:
-        """Save ``state`` under its step number, wait until it is on disk, then record its sha256s."""
+        """Save ``state`` under its step number, wait until it is on disk, then record its sha256s.
+
+        Raises:
+          TypeError: ``state`` without an integer ``step`` counter.
+          ValueError: ``force`` not a bool.
+        """
+        force = check_bool("force", force)
+        if not hasattr(state, "step"):
+            raise TypeError(f"Checkpointer.save takes a TrainState (with a step), got {type(state).__name__}")
         step = int(jax.device_get(state.step))
         saved = self._manager.save(step, args=self._ocp.args.StandardSave(state), force=force)
         self._manager.wait_until_finished()
@@ -633,6 +682,8 @@ class Checkpointer:
         return self._manager.latest_step()
 
     def _step(self, step: int | None) -> int:
+        if step is not None:
+            step = check_int("step", step, 0)
         latest = self.latest_step()
         if step is None:
             if latest is None:
@@ -735,7 +786,8 @@ class Checkpointer:
           CheckpointDamagedError: (a ``ValueError``) if the step's files cannot be read, or
             an array differs from the sha256 recorded when it was saved.
           ValueError: if ``like`` differs from the checkpoint (another optimiser, other
-            shapes): one message listing the first differing paths with both shapes.
+            shapes): one message listing the first differing paths with both shapes; or
+            ``step`` not ``None`` or an int ``>= 0``.
         """
         step = self._step(step)
         sums = self._read_sums(step)
@@ -784,9 +836,11 @@ class Checkpointer:
           FileNotFoundError: if there is no complete checkpoint (of ``step``).
           CheckpointDamagedError: (a ``ValueError``) if the step's files cannot be read, or
             an array differs from its recorded sha256.
-          ValueError: if ``like_params`` differs from the saved params (paths, shapes, dtypes).
+          ValueError: if ``like_params`` differs from the saved params (paths, shapes, dtypes);
+            ``step`` not ``None`` or an int ``>= 0``; ``ema`` not a bool.
         """
         ocp = self._ocp
+        ema = check_bool("ema", ema)
         step = self._step(step)
         field = "ema" if ema else "params"
         like_params = _params_template(like_params)
@@ -824,6 +878,7 @@ class Checkpointer:
           FileNotFoundError: if there is no complete checkpoint (of ``step``).
           CheckpointDamagedError: (a ``ValueError``) if the step's files cannot be read, or
             an array differs from its recorded sha256, or a recorded array is missing.
+          ValueError: ``step`` not ``None`` or an int ``>= 0``.
         """
         step = self._step(step)
         sums = self._read_sums(step)

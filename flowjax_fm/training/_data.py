@@ -18,6 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from flowjax_fm._checks import check_bool, check_choice, check_positive_int
+
 __all__ = ["Batch", "BatchPlan", "make_plan", "normal_source"]
 
 
@@ -64,6 +66,10 @@ class BatchPlan:
     ``source`` / ``target`` are ``"sampler"``, ``"array"`` or (source only) ``"normal"``;
     ``paired``: source and target arrays share their row indices; ``transform``: optional
     ``transform(key, batch) -> batch`` applied last (augmentation, dequantisation).
+
+    Raises:
+      ValueError: ``batch_size`` not an int ``>= 1``, an unknown ``source`` / ``target``
+        kind, a sampler kind without its function, or ``paired`` not a bool.
     """
 
     batch_size: int
@@ -73,6 +79,20 @@ class BatchPlan:
     target_fn: Callable | None = None
     paired: bool = False
     transform: Callable | None = None
+
+    def __post_init__(self):
+        check_positive_int("batch_size", self.batch_size)
+        check_choice("source", self.source, ("sampler", "array", "normal"))
+        check_choice("target", self.target, ("sampler", "array"))
+        check_bool("paired", self.paired)
+        for side, kind, fn in (("source", self.source, self.source_fn),
+                               ("target", self.target, self.target_fn)):
+            if kind == "sampler" and not callable(fn):
+                raise TypeError(f"a {side} sampler needs {side}_fn, a function (key, n) -> x")
+        if self.transform is not None and not callable(self.transform):
+            raise TypeError(
+                f"transform must be None or a function (key, batch) -> batch, got {self.transform!r}"
+            )
 
     @property
     def uses_epochs(self) -> bool:
@@ -198,8 +218,11 @@ def make_plan(source, target, *, batch_size: int, paired: bool = False, transfor
 
     Raises:
       ValueError: arrays that are not ``(N, *event)`` floating point, conditions of another
-        length, or ``paired`` without two arrays of one length.
+        length, ``paired`` not a bool or without two arrays of one length, a ``transform``
+        that is not callable, or ``batch_size`` not an int ``>= 1``.
     """
+    batch_size = check_positive_int("batch_size", batch_size)
+    paired = check_bool("paired", paired)
     data: dict[str, Any] = {"source": None, "target": None}
     if callable(target):
         t_kind, t_fn = "sampler", target

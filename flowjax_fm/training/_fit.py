@@ -16,20 +16,91 @@ from collections.abc import Callable
 import jax
 import numpy as np
 
-from flowjax_fm._checks import check_int, check_positive_int
+from flowjax_fm._checks import check_bool, check_int, check_labels, check_positive_int, first_line
 from flowjax_fm._pytree import hash_key
 from flowjax_fm.training._data import initial_streams, make_plan
 
-__all__ = ["fit", "NonFiniteLossError"]
+__all__ = ["fit", "NonFiniteLossError", "RuntimeCheckError"]
 
 
 class NonFiniteLossError(FloatingPointError):
-    """Training met a non-finite loss; ``state`` is the last state whose losses were finite."""
+    """Training met a non-finite loss; ``state`` is the last state whose losses were finite.
 
-    def __init__(self, message: str, step: int, state):
+    Attributes:
+      step: the first step whose loss was not finite.
+      state: the state before the chunk that failed (every loss up to it finite): resume
+        from it, or save it.
+      history: the history of the chunks completed before the failure (a dict of numpy
+        arrays, as :func:`fit` returns; empty if the first chunk failed).
+    """
+
+    def __init__(self, message: str, step: int, state, history: dict | None = None):
         super().__init__(message)
         self.step = step
         self.state = state
+        self.history = {} if history is None else history
+
+
+class RuntimeCheckError(NonFiniteLossError, RuntimeError):
+    """A run-time check inside the compiled training failed (an ``equinox.error_if``).
+
+    The couplings, paths and models check what can only be known while running (an
+    unconverged Sinkhorn plan, out-of-range traced labels, non-finite values) and raise
+    through :func:`equinox.error_if`; under ``jit`` that arrives as a bare
+    ``JaxRuntimeError`` from inside a compiled chunk. :func:`fit` turns it into this error,
+    which names the failed check and the chunk of steps where it happened and, like
+    :class:`NonFiniteLossError` (its base class: one ``except`` keeps the last good state for
+    both), carries ``state`` (the state before that chunk), ``step`` (the chunk's first step)
+    and ``history``. It is also a ``RuntimeError``, what equinox raises. To find the exact
+    step, resume from ``err.state`` with ``chunk_size=1``: batches depend only on the key and
+    the step number, so the run repeats exactly.
+    """
+
+
+def _is_check_failure(err: BaseException) -> bool:
+    """Whether ``err`` is an ``equinox.error_if`` failure (eager, or from a compiled program)."""
+    return "EquinoxRuntimeError" in type(err).__name__ or "EquinoxRuntimeError" in str(err)
+
+
+def _check_key(key) -> None:
+    dtype = getattr(key, "dtype", None)
+    typed = dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
+    legacy = dtype is not None and dtype == np.uint32 and np.shape(key) == (2,)
+    if not (typed and np.ndim(key) == 0) and not legacy:
+        shown = f"dtype {dtype} and shape {np.shape(key)}" if dtype is not None else repr(key)
+        raise TypeError(f"key must be one jax.random.key(seed) (or a legacy PRNGKey), got {shown}")
+
+
+def _num_classes(step) -> int | None:
+    """The class count of the model behind ``step`` (a TrainStep or a driver around one)."""
+    train_step = getattr(step, "train_step", step)
+    model = getattr(train_step, "model", None)
+    value = getattr(model, "num_classes", None)
+    return value if isinstance(value, int) else None
+
+
+def _check_data_labels(step, plan, data) -> None:
+    """Labels given as arrays ``(x, labels)`` checked once against the model's classes."""
+    k = _num_classes(step)
+    if k is None or plan.target != "array" or data["target"][1] is None:
+        return
+    x, labels = data["target"]
+    if not hasattr(labels, "dtype"):
+        raise ValueError(
+            f"the model is class-conditional (num_classes={k}): the condition must be one "
+            f"array of integer labels, got {type(labels).__name__}"
+        )
+    try:
+        check_labels("labels", labels, batch=x.shape[0], num_classes=k + 1)
+    except ValueError as err:
+        v = np.asarray(labels)
+        if v.ndim != 1 or not np.issubdtype(v.dtype, np.integer) or v.shape[0] != x.shape[0]:
+            raise ValueError(f"{err} (the labels of target (x, labels), one per row of x)") from None
+        row = int(np.argmax((v < 0) | (v > k)))
+        raise ValueError(
+            f"{err}: row {row} has label {int(v[row])}; the model has num_classes={k} (labels "
+            f"0..{k - 1}, and {k} for the null class)"
+        ) from None
 
 
 # -- splitting a step into what is traced and what is static ------------------------------
@@ -198,9 +269,19 @@ def fit(
       step's metrics, ``step`` and, when arrays are read, ``epoch``.
 
     Raises:
-      ValueError: bad sizes, data arrays or conditions.
+      ValueError: ``num_steps`` not an int ``>= 0``; ``batch_size`` or ``chunk_size`` not an
+        int ``>= 1`` (a bool is refused, NumPy ints are accepted); ``unroll`` not ``None`` or
+        an int ``>= 0``; ``progress`` or ``paired`` not a bool; bad data arrays or
+        conditions; for a class-conditional model (``num_classes = K``), labels in
+        ``(x, labels)`` that are not integers of shape ``(N,)`` in ``[0, K]`` (checked once,
+        before training; the message quotes the offending row).
+      TypeError: ``step``, ``on_chunk`` or ``transform`` not callable, a ``key`` that is not
+        a ``jax.random.key``, a ``state`` without a ``step`` counter.
       NonFiniteLossError: when ``metrics["loss"]`` is not finite; it names the step and
-        carries the state from before the failing chunk.
+        carries the state from before the failing chunk and the history so far.
+      RuntimeCheckError: a run-time check inside a step failed (an unconverged Sinkhorn plan,
+        out-of-range traced labels, ...): it names the check and the chunk of steps, and
+        carries the state from before that chunk and the history so far.
 
     Examples:
       >>> import jax, optax
@@ -225,10 +306,22 @@ def fit(
     chunk_size = check_positive_int("chunk_size", chunk_size)
     if unroll is not None:
         unroll = check_int("unroll", unroll, 0)
+    progress = check_bool("progress", progress)
+    if not isinstance(desc, str):
+        raise TypeError(f"desc must be a str (the progress bar's label), got {type(desc).__name__}")
     if not callable(step):
         raise TypeError(f"step must be a function (state, key, x0, x1[, cond]); got {type(step)}")
+    if on_chunk is not None and not callable(on_chunk):
+        raise TypeError(f"on_chunk must be None or a function (state, metrics), got {type(on_chunk)}")
+    if not hasattr(state, "step"):
+        raise TypeError(
+            f"state must be a TrainState (fm.training.init_state) or carry a step counter, got "
+            f"{type(state).__name__}"
+        )
+    _check_key(key)
     plan, data = make_plan(source, target, batch_size=batch_size, paired=paired,
                            transform=transform)
+    _check_data_labels(step, plan, data)
     dynamic, static = _partition(step)
     start = int(jax.device_get(state.step))
     streams = initial_streams(plan, key, start, data)
@@ -257,13 +350,29 @@ def fit(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=num_steps, desc=desc, unit="step", dynamic_ncols=True)
+    concat = lambda parts: jax.tree.map(lambda *a: np.concatenate(a), *parts)
+    so_far = lambda: {k: concat(v) for k, v in history.items()}
     done = 0
     try:
         if num_steps and unroll is None:
             unroll = _auto_unroll(dynamic, static, plan, key, data, (state, streams))
         while done < num_steps:
             length = min(chunk_size, num_steps - done)
-            new_state, new_streams, metrics = run_chunk(state, streams, length, unroll)
+            try:
+                new_state, new_streams, metrics = run_chunk(state, streams, length, unroll)
+            except Exception as err:  # an eqx.error_if inside the compiled chunk
+                # (jax reports it as a JaxRuntimeError, or a ValueError from inside a scan)
+                if isinstance(err, NonFiniteLossError) or not _is_check_failure(err):
+                    raise
+                first = start + done
+                raise RuntimeCheckError(
+                    f"a run-time check failed in the chunk of steps {first}..{first + length - 1}: "
+                    f"{first_line(err)}; keeping the state from step {first} (err.state; resume "
+                    "from it with chunk_size=1 to find the exact step)",
+                    step=first,
+                    state=state,
+                    history=so_far(),
+                ) from err
             if "loss" in metrics:
                 losses = np.asarray(metrics["loss"])
                 bad = ~np.isfinite(losses.reshape(length, -1)).all(axis=1)
@@ -274,6 +383,7 @@ def fit(
                         f"keeping the state from step {int(jax.device_get(state.step))}",
                         step=first,
                         state=state,
+                        history=so_far(),
                     )
             state, streams = new_state, new_streams
             for name, value in metrics.items():
@@ -288,5 +398,4 @@ def fit(
     finally:
         if bar is not None:
             bar.close()
-    concat = lambda parts: jax.tree.map(lambda *a: np.concatenate(a), *parts)
-    return state, {k: concat(v) for k, v in history.items()}
+    return state, so_far()

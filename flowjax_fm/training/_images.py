@@ -18,8 +18,11 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from flowjax_fm._checks import check_labels, check_real, is_concrete
 from flowjax_fm.couplings import AbstractCoupling
+from flowjax_fm.couplings._base import check_batch
 from flowjax_fm.training._step import drop_condition, make_conditional_train_step
 
 __all__ = ["conditional_batch", "fit_labelled", "label_dropout", "make_conditional_train_step"]
@@ -32,12 +35,38 @@ __all__ = ["conditional_batch", "fit_labelled", "label_dropout", "make_condition
 def label_dropout(key: jax.Array, labels: jax.Array, p, null_label: int) -> jax.Array:
     r"""Replace each label by ``null_label`` with probability ``p``: :func:`drop_condition` on labels.
 
+    Args:
+      key: a ``jax.random.key``.
+      labels: integer labels ``(B,)``.
+      p: drop probability in ``[0, 1]`` (a traced ``p`` is not checked).
+      null_label: the null class, an int ``>= 0`` (or a 0-d integer array).
+
+    Raises:
+      ValueError: ``labels`` not integers of shape ``(B,)``, ``p`` outside ``[0, 1]``, or
+        ``null_label`` not an integer ``>= 0``.
+
     Examples:
       >>> import jax, jax.numpy as jnp
       >>> label_dropout(jax.random.key(0), jnp.arange(4), 1.0, 10).tolist()
       [10, 10, 10, 10]
     """
+    check_labels("labels", labels)
+    check_real("p", p, 0.0, 1.0)
+    _check_null_label(null_label)
     return drop_condition(key, labels, p, jnp.asarray(null_label, jnp.result_type(labels)))
+
+
+def _check_null_label(null_label) -> None:
+    dtype = jnp.result_type(null_label) if hasattr(null_label, "dtype") or isinstance(
+        null_label, int | np.integer) else None
+    if (
+        isinstance(null_label, bool | np.bool_)
+        or dtype is None
+        or not jnp.issubdtype(dtype, jnp.integer)
+        or jnp.ndim(null_label) != 0
+        or (is_concrete(null_label) and int(null_label) < 0)
+    ):
+        raise ValueError(f"null_label must be an int >= 0 (the null class), got {null_label!r}")
 
 
 def conditional_batch(
@@ -57,6 +86,12 @@ def conditional_batch(
     ``null_label`` with probability ``p``), and the :class:`~flowjax_fm.couplings.Pairing`.
     This is what the step of ``make_train_step(..., cond_dropout=p)`` does inside.
 
+    Raises:
+      TypeError: ``coupling`` not an instance of :class:`~flowjax_fm.couplings.AbstractCoupling`.
+      ValueError: ``labels`` not integers of shape ``(B,)`` (``B`` the batch of ``x0``),
+        ``p`` outside ``[0, 1]``, ``null_label`` not an int ``>= 0``, or batches of
+        different shapes.
+
     Examples:
       >>> import jax, jax.numpy as jnp
       >>> import flowjax_fm as fm
@@ -66,6 +101,15 @@ def conditional_batch(
       >>> bool((out[3] == out[2]).all())
       True
     """
+    if not isinstance(coupling, AbstractCoupling):
+        raise TypeError(
+            "coupling must be an instance of fm.couplings.AbstractCoupling (e.g. "
+            f"fm.couplings.ExactOTCoupling()), got {type(coupling).__name__}"
+        )
+    check_batch(x0, x1)
+    check_labels("labels", labels, batch=jnp.shape(x0)[0])
+    check_real("p", p, 0.0, 1.0)
+    _check_null_label(null_label)
     k_pair, k_drop = jax.random.split(key)
     pairing = coupling(k_pair, x0, x1, cond0=labels, cond1=labels)
     x0p, x1p = pairing.apply(x0, x1)
@@ -93,6 +137,12 @@ def fit_labelled(
     the images are visited in epochs, the noise :math:`x_0 \sim N(0, I)` is drawn per step,
     and the labels (or any condition pytree: float vectors are kept as they are) follow their
     images into ``step(state, k, x0, x1, cond=labels)``.
+
+    Raises:
+      ValueError, TypeError, NonFiniteLossError, RuntimeCheckError: as :func:`fit`
+        (``num_steps``, ``batch_size``, ``chunk_size``, ``unroll``, ``progress``; for a
+        class-conditional model, labels that are not integers ``(N,)`` in
+        ``[0, num_classes]``, quoted with their row).
 
     Examples:
       >>> import jax, optax

@@ -15,6 +15,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from flowjax_fm._checks import check_choice, is_int
 from flowjax_fm._pytree import hash_key, pytree_dataclass, static_field
 
 __all__ = ["ModelApply", "as_model", "model_params", "params_of", "ACCEPTED"]
@@ -57,12 +58,25 @@ class ModelApply:
     Built by :func:`as_model`. ``kind`` is ``"nnx"``, ``"equinox"`` or ``"apply"``;
     ``static`` holds what is not an array (an NNX graph definition, an equinox module's
     non-array part, or the user's function) and ``rest`` the arrays that are not trained
-    (NNX non-parameter variables, equinox integer arrays).
+    (NNX non-parameter variables, equinox integer arrays). ``num_classes`` is the model's
+    number of classes when it is class-conditional (its ``num_classes`` attribute; labels
+    then lie in ``[0, num_classes]``, ``num_classes`` being the null class), else ``None``:
+    the training drivers check labels against it.
+
+    Raises:
+      ValueError: ``kind`` not one of the three, or ``num_classes`` not ``None`` or an int
+        ``>= 1``.
     """
 
     rest: Any
     kind: str = static_field()
     static: Any = static_field()
+    num_classes: int | None = static_field(default=None)
+
+    def __post_init__(self):
+        check_choice("kind", self.kind, _KINDS)
+        if self.num_classes is not None and not (is_int(self.num_classes) and self.num_classes >= 1):
+            raise ValueError(f"num_classes must be None or an int >= 1, got {self.num_classes!r}")
 
     def __call__(self, params, x, t, cond=None):
         if self.kind == "nnx":
@@ -78,14 +92,24 @@ class ModelApply:
         return self.static(params, x, t, cond=cond)
 
     def __hash__(self):  # the static parts decide what a compiled program depends on
-        return hash((self.kind, hash_key(self.static)))
+        return hash((self.kind, hash_key(self.static), self.num_classes))
 
     def __eq__(self, other):
         return (
             isinstance(other, ModelApply)
             and self.kind == other.kind
+            and self.num_classes == other.num_classes
             and hash_key(self.static) == hash_key(other.static)
         )
+
+
+_KINDS = ("nnx", "equinox", "apply")
+
+
+def _num_classes(model) -> int | None:
+    """A class-conditional model's ``num_classes`` attribute (an int), else ``None``."""
+    value = getattr(model, "num_classes", None)
+    return int(value) if is_int(value) and value >= 1 else None
 
 
 def _check_apply_signature(fn: Callable) -> None:
@@ -126,13 +150,15 @@ def as_model(model) -> tuple[ModelApply, Any]:
         from flax import nnx
 
         graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-        return ModelApply(rest=rest, kind="nnx", static=graphdef), params
+        return ModelApply(rest=rest, kind="nnx", static=graphdef,
+                          num_classes=_num_classes(model)), params
     if _is_equinox(model):
         import equinox as eqx
 
         params, other = eqx.partition(model, eqx.is_inexact_array)
         rest, static = eqx.partition(other, eqx.is_array)
-        return ModelApply(rest=rest, kind="equinox", static=static), params
+        return ModelApply(rest=rest, kind="equinox", static=static,
+                          num_classes=_num_classes(model)), params
     if _is_linen(model):
         raise TypeError(
             f"got a Flax Linen module ({type(model).__name__}): Linen modules hold no parameters. "

@@ -17,6 +17,7 @@ import jax
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from flowjax_fm._checks import check_int, check_real, is_int
 from flowjax_fm.training._step import TrainStep
 
 __all__ = ["data_mesh", "shard_step", "pmap_step", "initialize_distributed", "replicate"]
@@ -28,22 +29,59 @@ def data_mesh(num_devices: int | None = None, axis_name: str = "data") -> jax.sh
     The axis is ``Auto`` (``jax.make_mesh`` defaults to ``Explicit``), so arrays are resharded
     onto it by the compiler where needed.
 
+    Args:
+      num_devices: ``None`` (all devices) or an int in ``[1, len(jax.devices())]``.
+      axis_name: the mesh axis name, a non-empty str.
+
+    Raises:
+      ValueError: ``num_devices`` not an int in that range, or an empty ``axis_name``.
+      TypeError: ``axis_name`` not a str.
+
     Examples:
       >>> data_mesh(1).shape
       OrderedDict([('data', 1)])
     """
     devices = jax.devices()
-    n = len(devices) if num_devices is None else num_devices
-    if not 1 <= n <= len(devices):
-        raise ValueError(f"asked for {n} devices but {len(devices)} are available")
+    _check_axis_name(axis_name)
+    if num_devices is None:
+        n = len(devices)
+    else:
+        try:
+            n = check_int("num_devices", num_devices, 1, len(devices))
+        except ValueError as err:
+            raise ValueError(f"{err} ({len(devices)} device(s) available)") from None
     return jax.make_mesh(
         (n,), (axis_name,), axis_types=(jax.sharding.AxisType.Auto,), devices=devices[:n]
     )
 
 
 def replicate(tree, mesh: jax.sharding.Mesh):
-    """Place every array of ``tree`` on all devices of ``mesh`` (replaces ``device_put_replicated``)."""
+    """Place every array of ``tree`` on all devices of ``mesh`` (replaces ``device_put_replicated``).
+
+    Raises:
+      TypeError: ``mesh`` not a ``jax.sharding.Mesh``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> replicate({"w": jnp.ones(2)}, data_mesh(1))["w"].sharding.is_fully_replicated
+      True
+    """
+    _check_mesh(mesh)
     return jax.device_put(tree, NamedSharding(mesh, P()))
+
+
+def _check_axis_name(axis_name) -> None:
+    if not isinstance(axis_name, str):
+        raise TypeError(f"axis_name must be a str, got {type(axis_name).__name__}")
+    if not axis_name:
+        raise ValueError("axis_name must be a non-empty str, got ''")
+
+
+def _check_mesh(mesh) -> None:
+    if not isinstance(mesh, jax.sharding.Mesh):
+        raise TypeError(
+            f"mesh must be a jax.sharding.Mesh (fm.training.data_mesh()), got {type(mesh).__name__}"
+        )
 
 
 def _check_step(step) -> None:
@@ -74,6 +112,11 @@ def shard_step(step: TrainStep, mesh: jax.sharding.Mesh):
     Returns:
       ``f(state, key, x0, x1, cond=None) -> (state, metrics)`` on global arrays.
 
+    Raises:
+      TypeError: ``step`` not a :class:`TrainStep` or ``mesh`` not a ``jax.sharding.Mesh``.
+      ValueError: a mesh of more than one axis; when called, a global batch not divisible
+        by the device count.
+
     Examples:
       >>> import jax, optax
       >>> from flax import nnx
@@ -86,6 +129,7 @@ def shard_step(step: TrainStep, mesh: jax.sharding.Mesh):
       1
     """
     _check_step(step)
+    _check_mesh(mesh)
     if len(mesh.axis_names) != 1:
         raise ValueError(f"shard_step takes a one-axis data mesh, got axes {mesh.axis_names}")
     axis = mesh.axis_names[0]
@@ -119,6 +163,7 @@ def shard_step(step: TrainStep, mesh: jax.sharding.Mesh):
             x0, x1, cond = pair(key, x0, x1, cond)
         return train(state, key, x0, x1, cond)
 
+    run.train_step = step  # fit reads the model (its num_classes) through it
     return run
 
 
@@ -130,6 +175,11 @@ def pmap_step(step: TrainStep, *, axis_name: str = "batch", devices=None):
 
     Returns:
       ``f(state, key, x0, x1, cond=None) -> (state, metrics)`` on global arrays.
+
+    Raises:
+      TypeError: ``step`` not a :class:`TrainStep` or ``axis_name`` not a str.
+      ValueError: ``devices`` not a non-empty list of jax devices; when called, a global
+        batch not divisible by the device count.
 
     Examples:
       >>> import jax, optax
@@ -143,7 +193,10 @@ def pmap_step(step: TrainStep, *, axis_name: str = "batch", devices=None):
       1
     """
     _check_step(step)
+    _check_axis_name(axis_name)
     devices = list(devices) if devices is not None else jax.local_devices()
+    if not devices or not all(isinstance(d, jax.Device) for d in devices):
+        raise ValueError(f"devices must be a non-empty list of jax devices, got {devices!r:.80}")
     n = len(devices)
     body = step.for_axis(axis_name, "pmap")
     pre_pair = step.coupling_scope == "global"
@@ -160,6 +213,7 @@ def pmap_step(step: TrainStep, *, axis_name: str = "batch", devices=None):
         split = lambda a: a.reshape(n, a.shape[0] // n, *a.shape[1:])
         return mapped(state, key, split(x0), split(x1), jax.tree.map(split, cond))
 
+    run.train_step = step  # fit reads the model (its num_classes) through it
     return run
 
 
@@ -176,28 +230,46 @@ def initialize_distributed(
     argument is ``None``. On CPU it selects the gloo collectives (needed for cross-process
     collectives there). Returns False (and does nothing) when no coordinator is given.
 
+    Args:
+      coordinator: ``"host:port"`` (port 1-65535) of process 0, or ``None``.
+      num_processes: an int ``>= 1``.
+      process_id: an int in ``[0, num_processes)``.
+      timeout: seconds to wait for the coordinator, finite in ``(0, inf)``.
+
     Raises:
-      ValueError: a coordinator that is not ``host:port``, a process id outside
-        ``[0, num_processes)``, or a coordinator that does not answer within ``timeout``
-        seconds (instead of waiting for ever).
+      ValueError: a coordinator that is not ``host:port``, ``num_processes`` not an int
+        ``>= 1`` (or an environment value that is not one), a process id outside
+        ``[0, num_processes)``, a ``timeout`` that is not a positive number, or a
+        coordinator that does not answer within ``timeout`` seconds (instead of waiting for
+        ever).
+
+    Examples:
+      >>> initialize_distributed(None)  # no coordinator (and none in the environment)
+      False
     """
+    if coordinator is not None and not isinstance(coordinator, str):
+        raise ValueError(f"the coordinator must be a str host:port, got {coordinator!r}")
     coordinator = coordinator or os.environ.get("FLOWJAX_COORDINATOR")
     if not coordinator:
         return False
     if num_processes is None:
-        num_processes = int(os.environ.get("FLOWJAX_NUM_PROCESSES", "0")) or None
-    if process_id is None and "FLOWJAX_PROCESS_ID" in os.environ:
-        process_id = int(os.environ["FLOWJAX_PROCESS_ID"])
+        num_processes = _env_int("FLOWJAX_NUM_PROCESSES")
+    if process_id is None:
+        process_id = _env_int("FLOWJAX_PROCESS_ID")
     if num_processes is None or process_id is None:
         raise ValueError("a coordinator needs --num-processes and --process-id as well")
-    if not 0 <= process_id < num_processes:
-        raise ValueError(f"process id {process_id} is outside [0, {num_processes})")
+    num_processes = check_int("num_processes", num_processes, 1)
+    if not is_int(process_id) or not 0 <= process_id < num_processes:
+        raise ValueError(f"process id {process_id!r} is outside [0, {num_processes})")
+    process_id = int(process_id)
     # cross-process collectives on the CPU backend need gloo (no effect on GPU/TPU backends)
     host, colon, port = coordinator.rpartition(":")
     if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f"the coordinator must be host:port (port 1-65535), got {coordinator!r}")
-    if not (isinstance(timeout, int | float) and timeout > 0):
-        raise ValueError(f"the coordinator timeout must be a positive number of seconds, got {timeout!r}")
+    try:
+        timeout = float(check_real("timeout", timeout, 0.0, low_open=True))
+    except ValueError as err:
+        raise ValueError(f"the coordinator {err} (seconds)") from None
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     try:
         jax.distributed.initialize(
@@ -211,3 +283,14 @@ def initialize_distributed(
             f"{num_processes} within {timeout:g} s: {first[:300]}"
         ) from None
     return True
+
+
+def _env_int(name: str) -> int | None:
+    """The int in environment variable ``name`` (``None`` when unset or empty)."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"the environment variable {name} must be an int, got {text!r}") from None

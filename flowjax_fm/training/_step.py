@@ -10,7 +10,13 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from flowjax_fm._checks import check_positive_int
+from flowjax_fm._checks import (
+    check_choice,
+    check_labels,
+    check_positive_int,
+    check_real,
+    is_int,
+)
 from flowjax_fm._pytree import pytree_dataclass, static_field
 from flowjax_fm.couplings import AbstractCoupling, IndependentCoupling
 from flowjax_fm.couplings._base import check_batch
@@ -41,6 +47,9 @@ class TrainState:
       opt_state: the optax optimiser state.
       ema: exponential moving average of ``params`` (a copy of them at initialisation).
       step: number of completed steps, int32 scalar.
+
+    Raises:
+      ValueError: ``step`` not an integer scalar (an int, or a 0-d integer array).
     """
 
     params: Any
@@ -48,9 +57,39 @@ class TrainState:
     ema: Any
     step: jax.Array
 
+    def __post_init__(self):
+        step = self.step
+        if is_int(step):
+            if step < 0:
+                raise ValueError(f"TrainState.step must be an int >= 0, got {step!r}")
+            return
+        dtype = getattr(step, "dtype", None)
+        if dtype is None or jnp.ndim(step) != 0 or not jnp.issubdtype(dtype, jnp.integer):
+            shape = jnp.shape(step) if dtype is not None else None
+            raise ValueError(
+                "TrainState.step must be an integer scalar (the count of completed steps), got "
+                + (f"dtype {dtype} and shape {shape}" if dtype is not None else repr(step))
+            )
+
 
 def split_model(model: nnx.Module):
-    """Split an NNX model into ``(graphdef, params, rest)`` (``rest`` is non-parameter state)."""
+    """Split an NNX model into ``(graphdef, params, rest)`` (``rest`` is non-parameter state).
+
+    Raises:
+      TypeError: if ``model`` is not an ``nnx.Module``.
+
+    Examples:
+      >>> from flax import nnx
+      >>> import flowjax_fm as fm
+      >>> graphdef, params, rest = split_model(fm.models.MLP(2, (8,), rngs=nnx.Rngs(0)))
+      >>> params["out"]["kernel"].shape
+      (8, 2)
+    """
+    if not isinstance(model, nnx.Module):
+        raise TypeError(
+            f"split_model takes a Flax NNX module (nnx.Module), got {type(model).__name__}; "
+            "for an equinox module use eqx.partition(model, eqx.is_inexact_array)"
+        )
     return nnx.split(model, nnx.Param, ...)
 
 
@@ -96,7 +135,8 @@ def init_state(model_or_params, optimizer: optax.GradientTransformation) -> Trai
       optimizer: an optax transformation.
 
     Raises:
-      TypeError: for a function, a class, a Linen module, or a pytree with non-array leaves.
+      TypeError: for a function, a class, a Linen module, or a pytree with non-array leaves;
+        or an ``optimizer`` that is not an optax ``GradientTransformation``.
 
     Examples:
       >>> import optax
@@ -106,6 +146,7 @@ def init_state(model_or_params, optimizer: optax.GradientTransformation) -> Trai
       >>> int(state.step)
       0
     """
+    _check_optimizer(optimizer)
     params = params_of(model_or_params)
     return TrainState(
         params=params,
@@ -126,6 +167,18 @@ def drop_condition(key: jax.Array, cond, p, null_cond, index: jax.Array | None =
     a batched one). ``u_i`` is drawn from ``fold_in(key, index[i])`` (default ``arange(B)``),
     so the mask does not depend on how the batch is split over devices.
 
+    Args:
+      key: a ``jax.random.key``.
+      cond: the conditions, a pytree of arrays with leading axis ``B``.
+      p: drop probability in ``[0, 1]`` (a traced ``p`` is not checked).
+      null_cond: the null condition, of ``cond``'s structure.
+      index: optional global example indices ``(B,)`` (integers).
+
+    Raises:
+      ValueError: ``p`` outside ``[0, 1]``, a ``cond`` without arrays or whose leaves do not
+        share one leading size, ``index`` not of shape ``(B,)``, or a ``null_cond`` of
+        another structure.
+
     Examples:
       >>> import jax, jax.numpy as jnp
       >>> drop_condition(jax.random.key(0), jnp.arange(4), 1.0, 10).tolist()
@@ -133,12 +186,23 @@ def drop_condition(key: jax.Array, cond, p, null_cond, index: jax.Array | None =
       >>> drop_condition(jax.random.key(0), jnp.ones((2, 3)), 1.0, jnp.zeros(3)).sum().item()
       0.0
     """
+    check_real("p", p, 0.0, 1.0)
     leaves = jax.tree.leaves(cond)
     if not leaves:
         raise ValueError("drop_condition: cond has no arrays")
-    batch = jnp.shape(leaves[0])[0]
+    shapes = [jnp.shape(leaf) for leaf in leaves]
+    if any(len(sh) == 0 for sh in shapes) or len({sh[0] for sh in shapes}) != 1:
+        raise ValueError(
+            f"drop_condition: every leaf of cond needs the same leading (batch) axis, got shapes {shapes}"
+        )
+    batch = shapes[0][0]
     if index is None:
         index = jnp.arange(batch, dtype=jnp.int32)
+    elif jnp.shape(index) != (batch,) or not jnp.issubdtype(jnp.result_type(index), jnp.integer):
+        raise ValueError(
+            f"index must be integer example indices of shape ({batch},), got dtype "
+            f"{jnp.result_type(index)} and shape {jnp.shape(index)}"
+        )
     u = jax.vmap(lambda k: jax.random.uniform(k, ()))(per_example_keys(key, index))
     drop = u < p
     try:
@@ -191,14 +255,34 @@ class TrainStep:
     accumulate: int = static_field(default=1)
 
     def __post_init__(self):
-        if self.coupling_scope not in _SCOPES:
-            raise ValueError(f"coupling_scope must be one of {_SCOPES}, got {self.coupling_scope!r}")
-        if self.mode not in _MODES:
-            raise ValueError(f"mode must be one of {_MODES}, got {self.mode!r}")
+        if not isinstance(self.model, ModelApply):
+            raise TypeError(
+                f"TrainStep.model must be a ModelApply (build the step with make_train_step), got "
+                f"{type(self.model).__name__}"
+            )
+        for name, value, base in (
+            ("path", self.path, AbstractPath),
+            ("coupling", self.coupling, AbstractCoupling),
+            ("time_sampler", self.time_sampler, AbstractTime),
+        ):
+            if not isinstance(value, base):
+                accepted, example = _ACCEPTED[name]
+                raise TypeError(
+                    f"{name} must be an instance of {accepted} (e.g. {example}), got "
+                    f"{_describe(value)}"
+                )
+        _check_optimizer(self.optimizer)
+        if self.weight is not None and not callable(self.weight):
+            raise TypeError(
+                f"weight must be None or a function t -> (B,) weights, got {_describe(self.weight)}"
+            )
+        if self.axis_name is not None and not isinstance(self.axis_name, str):
+            raise TypeError(f"axis_name must be None or a str, got {_describe(self.axis_name)}")
+        check_choice("coupling_scope", self.coupling_scope, _SCOPES)
+        check_choice("mode", self.mode, _MODES)
         check_positive_int("accumulate", self.accumulate)
-        for name, value in (("ema_decay", self.ema_decay), ("cond_dropout", self.cond_dropout)):
-            if value is not None and _concrete(value) and not 0.0 <= float(value) <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {value!r}")
+        check_real("ema_decay", self.ema_decay, 0.0, 1.0, none_ok=True)
+        check_real("cond_dropout", self.cond_dropout, 0.0, 1.0, none_ok=True)
         if self.cond_dropout is not None and self.null_cond is None:
             raise ValueError(
                 "condition dropout needs a null condition: pass null_cond=... (for labels, the "
@@ -293,6 +377,9 @@ class TrainStep:
     def __call__(self, state: TrainState, key, x0, x1, cond=None, *, paired: bool = False):
         check_batch(x0, x1)
         b = x0.shape[0]
+        if cond is not None and self.model.num_classes is not None:
+            # trace time only (dtype and shape); the model checks the range of traced labels
+            check_labels("labels", cond, batch=b)
         offset, n_shards = self._shard_info(b)
         k_pair, k_loss = jax.random.split(key)
         if not paired:
@@ -323,8 +410,24 @@ class TrainStep:
         return new_state, {"loss": loss, "grad_norm": optax.tree.norm(grads)}
 
 
-def _concrete(value) -> bool:
-    return not isinstance(value, jax.core.Tracer)
+_ACCEPTED = {
+    "path": ("fm.paths.AbstractPath", "fm.paths.CondOTPath()"),
+    "coupling": ("fm.couplings.AbstractCoupling", "fm.couplings.ExactOTCoupling()"),
+    "time_sampler": ("fm.time_sampling.AbstractTime", "fm.time_sampling.UniformTime()"),
+}
+
+
+def _describe(value) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
+
+
+def _check_optimizer(optimizer) -> None:
+    if not isinstance(optimizer, optax.GradientTransformation):
+        raise TypeError(
+            "optimizer must be an optax GradientTransformation (optax.adam(1e-3), "
+            f"fm.training.make_optimizer(...)), got {_describe(optimizer)}"
+        )
 
 
 def _default_null(model, cond_dropout, null_cond):
@@ -383,22 +486,30 @@ def make_train_step(
       optimizer: an optax transformation (chain clipping and schedules into it).
       path, coupling, time_sampler, weight: as in :func:`~flowjax_fm.losses.cfm_loss`.
       ema_decay: decay in ``[0, 1]`` of the parameter EMA kept in ``state.ema`` (``None``:
-        not updated).
+        not updated; ``1`` keeps the initial parameters).
       axis_name: mapped axis name when the step runs inside the caller's ``pmap``.
       coupling_scope: on several devices, ``"global"`` solves one coupling on the gathered
         global batch (the result does not depend on the device count) or ``"per_shard"``
         (each device pairs its own slice: cheaper, but the pairing depends on the number of
         devices).
-      accumulate: split the (per-device) batch into this many micro-batches and average their
-        gradients (same result as the full batch, less memory). The coupling is still solved
-        on the whole batch.
+      accumulate: split the (per-device) batch into this many micro-batches (an int
+        ``>= 1``) and average their gradients (same result as the full batch, less memory).
+        The coupling is still solved on the whole batch.
       cond_dropout: probability in ``[0, 1]`` of replacing a condition by ``null_cond``.
       null_cond: one example's null condition (same pytree structure as a condition; default
         the model's ``null_cond`` or, for a model with ``num_classes``, that null class).
 
     Raises:
-      TypeError: for a model of another kind (see :func:`~flowjax_fm.training.as_model`).
-      ValueError: bad ``coupling_scope``, ``accumulate``, ``ema_decay`` or ``cond_dropout``.
+      TypeError: for a model of another kind (see :func:`~flowjax_fm.training.as_model`);
+        a ``path``, ``coupling`` or ``time_sampler`` that is not an instance of
+        :class:`~flowjax_fm.paths.AbstractPath`, :class:`~flowjax_fm.couplings.AbstractCoupling`
+        or :class:`~flowjax_fm.time_sampling.AbstractTime`; an ``optimizer`` that is not an
+        optax ``GradientTransformation``; a ``weight`` that is not callable.
+      ValueError: ``coupling_scope`` not ``"global"`` / ``"per_shard"``, ``accumulate`` not
+        an int ``>= 1``, ``ema_decay`` or ``cond_dropout`` not ``None`` or a finite number
+        in ``[0, 1]`` (traced values pass unchecked), ``cond_dropout`` without a null
+        condition. When called, for a class-conditional model (``num_classes``), labels
+        that are not integers of shape ``(B,)`` (at trace time).
 
     Examples:
       >>> import jax, optax
