@@ -25,8 +25,8 @@ import flowjax_fm as fm
 from benchmarks import _harness as h
 
 BATCH = 1024  # global batch of the device-count part
-# largest per-device slice for per-shard exact OT on fake CPU devices (see ``cases``)
-CPU_PER_SHARD_MAX = 128
+# the divergence part: 1 against n devices, same run, samples compared at these step counts
+DIVERGENCE_BATCH, DIVERGENCE_STEPS, DIVERGENCE_SAMPLES = 256, (20, 100, 300), 512
 
 
 def _setup(coupling: str, scope: str = "global"):
@@ -61,20 +61,50 @@ def cases(ctx):
         for driver in ("shard_map", "pmap"):
             for n in counts:
                 yield {"part": "devices", "coupling": coupling, "driver": driver, "devices": n, "global_batch": BATCH}
-    n, skipped = counts[-1], ctx.data.setdefault("skipped", [])
+    n = counts[-1]
     for batch in (1024,) if ctx.quick else (256, 1024, 4096, 8192):
         for scope in ("global", "per_shard"):
-            if scope == "per_shard" and ctx.env["platform"] == "cpu" and batch // n > CPU_PER_SHARD_MAX:
-                # XLA:CPU's in-process all-reduce waits 40 s for every fake device and then aborts
-                # the process: per-shard exact OT (a host callback on each of 8 devices sharing
-                # two cores) with 256-point shards never lets all of them arrive
-                skipped.append(batch)
-                continue
             yield {"part": "ot_scope", "coupling": "exact-ot", "driver": "shard_map", "scope": scope,
                    "devices": n, "global_batch": batch}
+    if n > 1:
+        for coupling in ("independent", "exact-ot"):
+            yield {"part": "divergence", "coupling": coupling, "driver": "shard_map", "devices": n,
+                   "global_batch": DIVERGENCE_BATCH}
+
+
+def _divergence(ctx, case) -> dict:
+    """Train the same run on 1 and on n devices (fit, same key and global batch) and compare
+    their samples from the same noise at DIVERGENCE_STEPS; W2 of each to fresh data as well."""
+    n, batch = case["devices"], case["global_batch"]
+    step, state = _setup(case["coupling"])
+    mesh = fm.training.data_mesh(n)
+    runs = {1: (step, state), n: (fm.training.shard_step(step, mesh), fm.training.replicate(state, mesh))}
+    src = lambda k, m: fm.data.sample_toy("8gaussians", k, m)  # noqa: E731
+    tgt = lambda k, m: fm.data.sample_toy("moons", k, m)  # noqa: E731
+    noise = src(jax.random.key(11), DIVERGENCE_SAMPLES)
+    data = tgt(jax.random.key(12), DIVERGENCE_SAMPLES)
+    curve, done = {}, 0
+    horizons = (5, 20) if ctx.quick else DIVERGENCE_STEPS
+    for horizon in horizons:
+        samples = {}
+        for devices, (run, st) in runs.items():
+            st, _ = fm.training.fit(run, st, jax.random.key(5), src, tgt, num_steps=horizon - done,
+                                    batch_size=batch, progress=False, chunk_size=50)
+            runs[devices] = (run, st)
+            params = jax.tree.map(lambda a: jax.numpy.asarray(jax.device_get(a)), st.params)
+            field = fm.training.make_vector_field(step.model, params)
+            samples[devices] = fm.sampling.sample(field, noise, solver="dopri5", rtol=1e-5, atol=1e-5).x
+        done = horizon
+        diff = float(jax.numpy.abs(samples[1] - samples[n]).max())
+        w1, wn = (float(fm.metrics.wasserstein(samples[d], data)) for d in (1, n))
+        curve[horizon] = {"max_abs_diff": diff, "w2_1": w1, f"w2_{n}": wn}
+    return {"suite": "scaling", **case, "curve": {str(k): v for k, v in curve.items()},
+            "steps": list(horizons), "samples": DIVERGENCE_SAMPLES}
 
 
 def run_case(ctx, case) -> dict:
+    if case["part"] == "divergence":
+        return _divergence(ctx, case)
     n, batch = case["devices"], case["global_batch"]
     step, state = _setup(case["coupling"], case.get("scope", "global"))
     if case["driver"] == "shard_map":
@@ -100,8 +130,23 @@ COLUMNS = [
 ]
 
 
+def _divergence_table(ctx, rows) -> str:
+    rows = [r for r in rows if r["part"] == "divergence"]
+    if not rows:
+        return ""
+    n = rows[0]["devices"]
+    lines = [f"\n\nDevice-count divergence (`fit` on 1 and on {n} devices, same key and global batch "
+             f"{rows[0]['global_batch']}; {rows[0]['samples']} samples from the same noise, dopri5 at 1e-5; "
+             "W2 to 512 fresh moons points):\n",
+             f"| coupling | steps | max abs(samples 1 - samples {n}) | W2 (1 device) | W2 ({n} devices) |",
+             "|---|---|---|---|---|"]
+    for r in rows:
+        for k, v in r["curve"].items():
+            lines.append(f"| {r['coupling']} | {k} | {v['max_abs_diff']:.1e} | {v['w2_1']:.3f} | {v[f'w2_{n}']:.3f} |")
+    return "\n".join(lines)
+
+
 def preamble(ctx, rows) -> str:
-    skipped, n = ctx.data.get("skipped"), rows[-1]["devices"]
     return (
         f"{ctx.env['time']}, {ctx.env['device_kind']} x {jax.device_count()} ({ctx.env['platform']}), load "
         f"{ctx.env['load_avg_1m']:.1f}. On fake CPU devices all 'devices' share the same cores: read these "
@@ -110,10 +155,8 @@ def preamble(ctx, rows) -> str:
         "step on the global batch over the step time, and its share of a 2048x2048 float32 matmul on "
         f"device 0 measured in the same run ({ctx.peak / 1e9:.1f} GFLOP/s); the OT-scope rows use the global "
         "coupling's count (per-shard OT does less work). "
-        + (f"Per-shard OT skipped at global batch {skipped} on this CPU: with more than "
-           f"{CPU_PER_SHARD_MAX} points per fake device the host-callback solves on {n} fake devices "
-           "sharing the cores deadlock XLA:CPU's in-process all-reduce (40 s rendezvous timeout, "
-           "process abort). " if skipped else "")
+        + "Both drivers pair in their own program before the sharded step (the host solver never "
+        "shares a program with the collectives), so per-shard exact OT runs at every batch. "
         + f"Plots: `scaling.png`, `scaling_ot_scope.png`. Command: {ctx.command}."
     )
 
@@ -130,7 +173,8 @@ def plot(ctx, rows) -> None:
 
 SUITE = h.Suite(
     name="scaling", title="Data-parallel scaling (flowjax_fm)", doc=__doc__, cases=cases, run_case=run_case,
-    columns=COLUMNS, preamble=preamble, repeats=(20, 3),
+    columns=COLUMNS, preamble=preamble, repeats=(20, 3), extra_md=_divergence_table,
+    table_rows=lambda ctx, rows: [r for r in rows if r["part"] != "divergence"],
     # eight fake devices when JAX ends up on the CPU; no effect on a GPU/TPU backend
     xla_flags="--xla_force_host_platform_device_count=8", plot=plot,
 )

@@ -58,6 +58,10 @@ _FIELDS = [
     ("--accumulate", "accumulate", int, "gradient-accumulation micro-batches"),
     ("--devices", "devices", int, "devices to use (default: all)"),
     ("--coupling-scope", "coupling_scope", str, "global | per_shard"),
+    ("--pairing", "pairing", str, "auto | in_step | prefetch: where the coupling runs (prefetch: "
+     "host threads, ahead of the step)"),
+    ("--prefetch", "prefetch", int, "chunks of pairings computed ahead (--pairing prefetch)"),
+    ("--pairing-workers", "pairing_workers", int, "pairing threads (default: CPUs - 1, at most 4)"),
     ("--chunk", "chunk", int, "steps per compiled lax.scan chunk"),
     ("--checkpoint-every", "checkpoint_every", int, "steps between checkpoints"),
     ("--log-every", "log_every", int, "steps between metric-log lines (metrics.jsonl, TensorBoard)"),

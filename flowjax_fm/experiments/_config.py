@@ -99,6 +99,9 @@ class RunConfig:
     accumulate: int = 1
     devices: int | None = None
     coupling_scope: str = "global"
+    pairing: str = "auto"
+    prefetch: int = 2
+    pairing_workers: int | None = None
     chunk: int | None = None
     checkpoint_every: int | None = None
     log_every: int = 100
@@ -289,6 +292,10 @@ def _validate(c: RunConfig, kind: str) -> None:
     _choice("model", c.model.name, model_names())
     _choice("schedule", c.schedule, ("constant", "cosine"))
     _choice("coupling scope", c.coupling_scope, ("global", "per_shard"))
+    _choice("pairing", c.pairing, ("auto", "in_step", "prefetch"))
+    check_positive_int("prefetch", c.prefetch)
+    if c.pairing_workers is not None:
+        check_positive_int("pairing_workers", c.pairing_workers)
     for name in ("steps", "batch", "chunk", "checkpoint_every", "accumulate", "log_every"):
         check_positive_int(name, getattr(c, name))
     for name in ("eval.samples", "eval.per_class", "model.channels", "model.num_res_blocks"):

@@ -86,6 +86,8 @@ def _check_resume(workdir: Path, config, refs) -> dict:
         raise ValueError(f"--resume: {workdir} holds no run")
     record = read_record(workdir)
     saved, now = dict(record["config"]), config.to_dict()
+    for name in ("pairing", "prefetch", "pairing_workers"):  # runs older than these settings
+        saved.setdefault(name, type(config).__dataclass_fields__[name].default)
     saved["steps"] = now["steps"]  # a run may be extended
 
     def flat(d, prefix=""):
@@ -219,6 +221,9 @@ def train_and_evaluate(
                 progress=progress and is_main,
                 chunk_size=config.chunk,
                 on_chunk=on_chunk,
+                pairing=config.pairing,
+                prefetch=config.prefetch,
+                workers=config.pairing_workers,
             )
         except training.NonFiniteLossError as err:
             kept = _save_last(ckpt, err.state)

@@ -11,16 +11,25 @@ plan, shapes and dtypes), and the step's float hyperparameters are arguments, so
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
-from flowjax_fm._checks import check_bool, check_int, check_labels, check_positive_int, first_line
+from flowjax_fm._checks import (
+    check_bool,
+    check_choice,
+    check_int,
+    check_labels,
+    check_positive_int,
+    first_line,
+)
 from flowjax_fm._pytree import hash_key
-from flowjax_fm.training._data import initial_streams, make_plan
+from flowjax_fm.training._data import Batch, initial_streams, make_plan
 
-__all__ = ["fit", "NonFiniteLossError", "RuntimeCheckError"]
+__all__ = ["PAIRINGS", "fit", "NonFiniteLossError", "RuntimeCheckError"]
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -143,14 +152,26 @@ def _partition(tree):
 # -- the compiled chunk ------------------------------------------------------------------
 
 
-def _one_step(step, plan, key, data, carry):
+def _step_key(key, step):
+    """The key handed to the step of number ``step`` (its pairing and loss halves follow)."""
+    return jax.random.split(jax.random.fold_in(key, step), 3)[2]
+
+
+def _one_step(step, plan, key, data, carry, pairs=None):
     state, streams = carry
     batch, streams, epoch = plan.draw(key, state.step, streams, data)
-    k_step = jax.random.split(jax.random.fold_in(key, state.step), 3)[2]
+    k_step = _step_key(key, state.step)
+    extra = {}
+    if pairs is not None:  # paired ahead of time (pairing="prefetch"): re-order, skip pairing
+        source, target = pairs
+        take = lambda idx: lambda a: jnp.take(a, idx, axis=0)
+        batch = Batch(take(source)(batch.x0), take(target)(batch.x1),
+                      None if batch.cond is None else jax.tree.map(take(target), batch.cond))
+        extra = {"paired": True}
     if batch.cond is None:
-        new_state, metrics = step(state, k_step, batch.x0, batch.x1)
+        new_state, metrics = step(state, k_step, batch.x0, batch.x1, **extra)
     else:
-        new_state, metrics = step(state, k_step, batch.x0, batch.x1, batch.cond)
+        new_state, metrics = step(state, k_step, batch.x0, batch.x1, batch.cond, **extra)
     if not isinstance(metrics, dict):
         raise ValueError(f"a step must return (state, metrics) with metrics a dict, got {type(metrics)}")
     metrics = dict(metrics, step=state.step)
@@ -160,10 +181,113 @@ def _one_step(step, plan, key, data, carry):
 
 
 @functools.partial(jax.jit, static_argnames=("static", "plan", "length", "unroll"))
-def _chunk(dynamic, key, data, carry, *, static, plan, length, unroll):
+def _chunk(dynamic, key, data, carry, pairs, *, static, plan, length, unroll):
     step = static.combine(dynamic)
-    body = lambda c, _: _one_step(step, plan, key, data, c)
-    return jax.lax.scan(body, carry, None, length=length, unroll=unroll)
+    body = lambda c, p: _one_step(step, plan, key, data, c, p)
+    return jax.lax.scan(body, carry, pairs, length=length, unroll=unroll)
+
+
+# -- pairing ahead of the step, on worker threads ------------------------------------------
+
+
+@functools.partial(jax.jit, static_argnames=("static", "plan", "length", "shards"))
+def _pair_block(dynamic, key, data, streams, start, *, static, plan, length, shards):
+    """The pairings of steps ``start .. start + length - 1``: ``(source, target)``, each
+    ``(length, B)`` int32, from the batches exactly as the compiled chunk draws them."""
+    train_step = static.combine(dynamic)
+    steps = start + jnp.arange(length, dtype=jnp.int32)
+
+    def draw(streams, s):
+        batch, streams, _ = plan.draw(key, s, streams, data)
+        return streams, batch
+
+    _, batches = jax.lax.scan(draw, streams, steps)
+    k_steps = jax.vmap(lambda s: _step_key(key, s))(steps)
+    # one vmapped coupling: a host solver gets the whole block in one call (a C loop, GIL free)
+    pair = functools.partial(train_step.pairing, shards=shards)
+    pairing = jax.vmap(pair)(k_steps, batches.x0, batches.x1, batches.cond)
+    return pairing.source.astype(jnp.int32), pairing.target.astype(jnp.int32)
+
+
+PAIRINGS = ("auto", "in_step", "prefetch")
+_BLOCK_CELLS = 2**22  # cost cells per pairing program (16 MiB in float32): block = this // B^2
+_BLOCK_STEPS = 64  # and at most this many steps
+
+
+def _pairing_step(step):
+    """``(TrainStep, shards)`` whose pairing fit can compute ahead for ``step``, else
+    ``(None, reason)``."""
+    from flowjax_fm.training._step import TrainStep
+
+    if isinstance(step, TrainStep):
+        train_step = step
+    else:
+        train_step = getattr(step, "train_step", None)
+        if not isinstance(train_step, TrainStep):
+            return None, (
+                "the step is neither a TrainStep (make_train_step) nor a driver around one "
+                "(shard_step, pmap_step), so fit cannot know how it pairs"
+            )
+    if train_step.axis_name is not None:
+        return None, "a step with axis_name runs inside your own pmap, which pairs in the step"
+    return train_step, getattr(step, "pairing_shards", 1)
+
+
+def _has_callback(jaxpr) -> bool:
+    """Whether ``jaxpr`` calls the host to compute something (a host solver), not counting
+    equinox's ``error_if`` callbacks, which run only to raise an error."""
+    for eqn in jaxpr.eqns:
+        if "callback" in eqn.primitive.name:
+            fn = getattr(eqn.params.get("callback"), "callback_func", None)
+            if not getattr(fn, "__module__", "").startswith("equinox"):
+                return True
+        for value in eqn.params.values():
+            if any(_has_callback(sub) for sub in _sub_jaxprs(value)):
+                return True
+    return False
+
+
+class _Prefetcher:
+    """Pairings of fixed blocks of steps, computed ``ahead`` steps in advance on a thread pool.
+
+    Block ``k`` holds steps ``[k L, (k + 1) L)`` (``L`` depends only on the batch size), so a
+    step's pairing is computed by the same program at the same position whatever the chunk
+    sizes and wherever a run was resumed.
+    """
+
+    def __init__(self, compute, block: int, workers: int, ahead: int, stop: int):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.compute, self.block, self.ahead, self.stop = compute, block, ahead, stop
+        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="flowjax-fm-pairing")
+        self.futures: dict = {}
+        self.next_block = None
+
+    def _request(self, upto: int) -> None:
+        last = (min(upto, self.stop) - 1) // self.block
+        while self.next_block is not None and self.next_block <= last:
+            k = self.next_block
+            self.futures[k] = self.pool.submit(self.compute, k * self.block, self.block)
+            self.next_block += 1
+
+    def take(self, first: int, length: int):
+        """``(source, target)`` arrays ``(length, B)`` for steps ``[first, first + length)``."""
+        if self.next_block is None:
+            self.next_block = first // self.block
+        self._request(first + length + self.ahead)
+        parts = []
+        for k in range(first // self.block, (first + length - 1) // self.block + 1):
+            src, tgt = self.futures[k].result()
+            lo = max(first - k * self.block, 0)
+            hi = min(first + length - k * self.block, self.block)
+            parts.append((src[lo:hi], tgt[lo:hi]))
+        for k in [k for k in self.futures if (k + 1) * self.block <= first + length]:
+            del self.futures[k]  # fully consumed
+        self._request(first + length + self.ahead)
+        return tuple(np.concatenate([p[i] for p in parts]) for i in range(2))
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
 
 
 _UNROLL_CACHE: dict = {}
@@ -223,6 +347,9 @@ def fit(
     transform: Callable | None = None,
     unroll: int | None = None,
     desc: str = "train",
+    pairing: str = "auto",
+    prefetch: int = 2,
+    workers: int | None = None,
 ):
     r"""Train for ``num_steps`` steps, running chunks of steps inside one compiled ``lax.scan``.
 
@@ -263,14 +390,30 @@ def fit(
         step (10 if it convolves, else 0) and ``0`` always runs one rolled scan. Results do
         not depend on it.
       desc: the progress bar's label.
+      pairing: where the coupling runs. ``"in_step"``: inside the compiled step (the device
+        waits for it). ``"prefetch"``: on ``workers`` host threads, ``prefetch`` chunks
+        ahead of the step, which then trains on the re-ordered batch (``paired=True``): the
+        pairing of batch ``s + 1`` overlaps the training of batch ``s``, and a host solver
+        (exact OT) leaves the compiled step, so it never meets the step's collectives. The
+        pairs are those of ``"in_step"``: step ``s`` draws the same batch from the same key,
+        and its pairing is computed in blocks of steps fixed by ``batch_size`` alone, so it
+        depends only on ``key`` and ``s`` (resuming is exact). Needs a
+        :class:`TrainStep` or a driver around one (``coupling_scope="global"``).
+        ``"auto"`` (default): ``"prefetch"`` when the step's pairing calls the host (exact
+        OT through the compiled solver, Sinkhorn's ``"rounded"``), else ``"in_step"``.
+      prefetch: chunks of pairings computed ahead (an int ``>= 1``).
+      workers: pairing threads (an int ``>= 1``; ``None``: one fewer than the CPU count,
+        at least 1 and at most 4).
 
     Returns:
       ``(state, history)`` with ``history`` a dict of numpy arrays, one entry per step: the
       step's metrics, ``step`` and, when arrays are read, ``epoch``.
 
     Raises:
-      ValueError: ``num_steps`` not an int ``>= 0``; ``batch_size`` or ``chunk_size`` not an
-        int ``>= 1`` (a bool is refused, NumPy ints are accepted); ``unroll`` not ``None`` or
+      ValueError: ``num_steps`` not an int ``>= 0``; ``batch_size``, ``chunk_size``,
+        ``prefetch`` or ``workers`` not an int ``>= 1`` (a bool is refused, NumPy ints are
+        accepted); ``pairing`` not one of :data:`PAIRINGS`, or ``"prefetch"`` for a step
+        whose pairing fit cannot run apart (the message says why); ``unroll`` not ``None`` or
         an int ``>= 0``; ``progress`` or ``paired`` not a bool; bad data arrays or
         conditions; for a class-conditional model (``num_classes = K``), labels in
         ``(x, labels)`` that are not integers of shape ``(N,)`` in ``[0, K]`` (checked once,
@@ -319,28 +462,41 @@ def fit(
             f"{type(state).__name__}"
         )
     _check_key(key)
+    check_choice("pairing", pairing, PAIRINGS)
+    prefetch = check_positive_int("prefetch", prefetch)
+    if workers is None:
+        workers = max(1, min(4, (os.cpu_count() or 2) - 1))
+    workers = check_positive_int("workers", workers)
     plan, data = make_plan(source, target, batch_size=batch_size, paired=paired,
                            transform=transform)
     _check_data_labels(step, plan, data)
     dynamic, static = _partition(step)
     start = int(jax.device_get(state.step))
     streams = initial_streams(plan, key, start, data)
+    prefetcher = None
+    if num_steps:
+        prefetcher = _make_prefetcher(
+            pairing, step, plan, key, data, streams, start, start + num_steps,
+            batch_size=batch_size, chunk_size=chunk_size, prefetch=prefetch, workers=workers,
+        )
 
-    def run_block(state, streams, length, unroll_block):
+    def run_block(state, streams, length, unroll_block, pairs):
         (state, streams), metrics = _chunk(
-            dynamic, key, data, (state, streams), static=static, plan=plan, length=length,
-            unroll=unroll_block,
+            dynamic, key, data, (state, streams), pairs, static=static, plan=plan,
+            length=length, unroll=unroll_block,
         )
         return state, streams, metrics
 
     def run_chunk(state, streams, length, block):
+        pairs = None if prefetcher is None else prefetcher.take(start + done, length)
         if not block:
-            state, streams, metrics = run_block(state, streams, length, 1)
+            state, streams, metrics = run_block(state, streams, length, 1, pairs)
             return state, streams, jax.device_get(metrics)
         parts = []
         for begin in range(0, length, block):
             n = min(block, length - begin)
-            state, streams, m = run_block(state, streams, n, n)
+            part = None if pairs is None else tuple(p[begin : begin + n] for p in pairs)
+            state, streams, m = run_block(state, streams, n, n, part)
             parts.append(jax.device_get(m))
         return state, streams, jax.tree.map(lambda *a: np.concatenate(a), *parts)
 
@@ -398,4 +554,45 @@ def fit(
     finally:
         if bar is not None:
             bar.close()
+        if prefetcher is not None:
+            prefetcher.close()
     return state, so_far()
+
+
+_AUTO_CACHE: dict = {}
+
+
+def _make_prefetcher(pairing, step, plan, key, data, streams, start, stop, *, batch_size,
+                     chunk_size, prefetch, workers):
+    """The :class:`_Prefetcher` for ``pairing`` (``None`` when pairing stays in the step)."""
+    if pairing == "in_step":
+        return None
+    train_step, shards = _pairing_step(step)
+    if train_step is None:
+        if pairing == "prefetch":
+            raise ValueError(f"pairing='prefetch' cannot pair ahead for this step: {shards}")
+        return None
+    pdyn, pstatic = _partition(train_step)
+    if pairing == "auto":
+        cache_key = (pstatic, plan, shards)
+        if cache_key not in _AUTO_CACHE:
+            def one(streams):
+                batch, _, _ = plan.draw(key, jnp.asarray(start, jnp.int32), streams, data)
+                return pstatic.combine(pdyn).pairing(key, batch.x0, batch.x1, batch.cond,
+                                                     shards=shards)
+
+            try:
+                _AUTO_CACHE[cache_key] = _has_callback(jax.make_jaxpr(one)(streams).jaxpr)
+            except Exception:  # noqa: BLE001 - bad input: the step itself reports it, in the step
+                return None
+        if not _AUTO_CACHE[cache_key]:
+            return None
+    block = max(1, min(_BLOCK_STEPS, _BLOCK_CELLS // batch_size**2))  # fixed by the batch size
+
+    def compute(first, length):
+        block_streams = initial_streams(plan, key, first, data)
+        src, tgt = _pair_block(pdyn, key, data, block_streams, jnp.asarray(first, jnp.int32),
+                               static=pstatic, plan=plan, length=length, shards=shards)
+        return np.asarray(src), np.asarray(tgt)
+
+    return _Prefetcher(compute, block, workers, ahead=prefetch * chunk_size, stop=stop)

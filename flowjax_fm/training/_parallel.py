@@ -4,9 +4,10 @@ Both take the **global** batch ``(B, *event)``, split it evenly over the devices
 bitwise the same pairs, times and noise as the single-device step on the same global batch;
 the parameters agree up to float summation order (close after 20 steps, drifting apart with
 training: a sample difference of 3e-2 after 300 steps in 2D). Per-example randomness is
-keyed by the global example index, the coupling is solved on the gathered global batch (``coupling_scope="global"``), and gradients are averaged exactly
-once. Multi-host runs use the same drivers over a mesh of all processes' devices after
-:func:`initialize_distributed`.
+keyed by the global example index; the coupling is solved in its own program before the
+sharded step, on the global batch (``coupling_scope="global"``) or per device slice; and
+gradients are averaged exactly once. Multi-host runs use the same drivers over a mesh of all
+processes' devices after :func:`initialize_distributed`.
 """
 
 from __future__ import annotations
@@ -101,17 +102,38 @@ def _check_divisible(x0, n: int) -> None:
         )
 
 
+def _check_bool_paired(paired) -> None:
+    if paired is not False and paired is not True:
+        raise ValueError(f"paired must be a bool, got {paired!r}")
+
+
+def _pair_program(step: TrainStep, shards: int):
+    """``jit`` of ``(key, x0, x1, cond) -> (x0, x1, cond)`` re-ordered by the step's pairing."""
+    from flowjax_fm.training._step import apply_pairing
+
+    def pair(key, x0, x1, cond=None):
+        return apply_pairing(step.pairing(key, x0, x1, cond, shards=shards), x0, x1, cond)
+
+    return jax.jit(pair)
+
+
 def shard_step(step: TrainStep, mesh: jax.sharding.Mesh):
     """Run ``step`` data-parallel with ``shard_map`` over the (one) axis of ``mesh``, jitted.
 
     Parameters and optimiser state are replicated, the batch is split along its first axis.
-    With ``coupling_scope="global"`` the coupling is solved once on the global batch inside
-    the same compiled program, before the split (see :meth:`TrainStep.pair_global`).
+    The pairing runs in its own compiled program before the split (see
+    :meth:`TrainStep.pairing`): with ``coupling_scope="global"`` one coupling on the global
+    batch, with ``"per_shard"`` one per device slice; the sharded step then trains on the
+    re-ordered batch.
     Under ``shard_map`` the gradient of replicated parameters arrives already summed over the
     axis, so the step divides it by the device count instead of taking a ``pmean``.
 
     Returns:
-      ``f(state, key, x0, x1, cond=None) -> (state, metrics)`` on global arrays.
+      ``f(state, key, x0, x1, cond=None, *, paired=False) -> (state, metrics)`` on global
+      arrays; ``paired=True`` takes a batch already re-ordered by
+      :meth:`TrainStep.pairing` with ``shards=f.pairing_shards`` (1 for the global scope,
+      the device count for ``per_shard``), as :func:`~flowjax_fm.training.fit` does with
+      ``pairing="prefetch"``.
 
     Raises:
       TypeError: ``step`` not a :class:`TrainStep` or ``mesh`` not a ``jax.sharding.Mesh``.
@@ -136,11 +158,11 @@ def shard_step(step: TrainStep, mesh: jax.sharding.Mesh):
     axis = mesh.axis_names[0]
     n = mesh.shape[axis]
     body = step.for_axis(axis, "shard_map")
-    pre_pair = step.coupling_scope == "global"
+    shards = 1 if step.coupling_scope == "global" else n
 
     def mapped(has_cond):
         specs = (P(), P(), P(axis), P(axis)) + ((P(axis),) if has_cond else ())
-        fn = lambda s, k, a, b, *c: body(s, k, a, b, *c, paired=pre_pair)
+        fn = lambda s, k, a, b, *c: body(s, k, a, b, *c, paired=True)
         return jax.shard_map(fn, mesh=mesh, in_specs=specs, out_specs=(P(), P()))
 
     maps = {False: mapped(False), True: mapped(True)}
@@ -152,19 +174,22 @@ def shard_step(step: TrainStep, mesh: jax.sharding.Mesh):
             return maps[False](state, key, x0, x1)
         return maps[True](state, key, x0, x1, cond)
 
-    # One OT problem on the global view, solved once, in its own program: a host callback and
-    # the step's collectives in one program can starve XLA:CPU's shared thread pool when many
-    # (fake) CPU devices wait in a rendezvous while one runs the callback. Inside an outer jit
-    # (``fit``'s scan) the two are traced into one program anyway.
-    pair = jax.jit(step.pair_global)
+    # The pairing (one OT problem on the global view, or one per shard) runs in its own
+    # program: a host callback and the step's collectives in one program can starve
+    # XLA:CPU's shared thread pool when many (fake) CPU devices wait in a rendezvous while one
+    # runs the callback. Inside an outer jit (``fit``'s scan with pairing="in_step") the two
+    # are traced into one program anyway; fit's pairing="prefetch" keeps them apart.
+    pair = _pair_program(step, shards)
 
-    def run(state, key, x0, x1, cond=None):
+    def run(state, key, x0, x1, cond=None, *, paired=False):
         _check_divisible(x0, n)
-        if pre_pair:
+        _check_bool_paired(paired)
+        if not paired:
             x0, x1, cond = pair(key, x0, x1, cond)
         return train(state, key, x0, x1, cond)
 
-    run.train_step = step  # fit reads the model (its num_classes) through it
+    run.train_step = step  # fit reads the model (its num_classes) and the pairing through it
+    run.pairing_shards = shards
     return run
 
 
@@ -175,7 +200,11 @@ def pmap_step(step: TrainStep, *, axis_name: str = "batch", devices=None):
     and the (identical) updated state comes back unmapped. Gradients are ``pmean``-ed once.
 
     Returns:
-      ``f(state, key, x0, x1, cond=None) -> (state, metrics)`` on global arrays.
+      ``f(state, key, x0, x1, cond=None, *, paired=False) -> (state, metrics)`` on global
+      arrays; ``paired=True`` takes a batch already re-ordered by
+      :meth:`TrainStep.pairing` with ``shards=f.pairing_shards`` (1 for the global scope,
+      the device count for ``per_shard``), as :func:`~flowjax_fm.training.fit` does with
+      ``pairing="prefetch"``.
 
     Raises:
       TypeError: ``step`` not a :class:`TrainStep` or ``axis_name`` not a str.
@@ -200,21 +229,23 @@ def pmap_step(step: TrainStep, *, axis_name: str = "batch", devices=None):
         raise ValueError(f"devices must be a non-empty list of jax devices, got {devices!r:.80}")
     n = len(devices)
     body = step.for_axis(axis_name, "pmap")
-    pre_pair = step.coupling_scope == "global"
+    shards = 1 if step.coupling_scope == "global" else n
     mapped = jax.pmap(
-        lambda s, k, a, b, c: body(s, k, a, b, c, paired=pre_pair),
+        lambda s, k, a, b, c: body(s, k, a, b, c, paired=True),
         axis_name=axis_name, in_axes=(None, None, 0, 0, 0), out_axes=(None, None), devices=devices,
     )
-    pair = jax.jit(step.pair_global)
+    pair = _pair_program(step, shards)  # in its own program, before the split (see shard_step)
 
-    def run(state, key, x0, x1, cond=None):
+    def run(state, key, x0, x1, cond=None, *, paired=False):
         _check_divisible(x0, n)
-        if pre_pair:  # one OT problem on the global batch, solved once before the split
+        _check_bool_paired(paired)
+        if not paired:
             x0, x1, cond = pair(key, x0, x1, cond)
         split = lambda a: a.reshape(n, a.shape[0] // n, *a.shape[1:])
         return mapped(state, key, split(x0), split(x1), jax.tree.map(split, cond))
 
-    run.train_step = step  # fit reads the model (its num_classes) through it
+    run.train_step = step  # fit reads the model (its num_classes) and the pairing through it
+    run.pairing_shards = shards
     return run
 
 

@@ -18,7 +18,7 @@ from flowjax_fm._checks import (
     is_int,
 )
 from flowjax_fm._pytree import pytree_dataclass, static_field
-from flowjax_fm.couplings import AbstractCoupling, IndependentCoupling
+from flowjax_fm.couplings import AbstractCoupling, IndependentCoupling, Pairing
 from flowjax_fm.couplings._base import check_batch
 from flowjax_fm.losses import pair_batch, paired_cfm_loss, per_example_keys
 from flowjax_fm.paths import AbstractPath
@@ -363,16 +363,41 @@ class TrainStep:
         total, _ = jax.lax.scan(body, grad_fn(params, key, *first), rest)
         return jax.tree.map(lambda a: a / self.accumulate, total)
 
-    def pair_global(self, key, x0, x1, cond=None):
-        """Pair a global batch with this step's coupling, drawing from the step's pairing key.
+    def pairing(self, key, x0, x1, cond=None, *, shards: int = 1):
+        """The :class:`~flowjax_fm.couplings.Pairing` this step draws for a global batch.
 
-        The data-parallel drivers call this on the global view (inside ``jit``, before the
-        batch is split over devices) for ``coupling_scope="global"``: the problem is solved
-        once, not once per device, and the gather is part of the compiled program. The body
-        is then called with ``paired=True``.
+        ``key`` is the step's key (the one passed to ``__call__``); the coupling gets its
+        pairing half, exactly as inside the step. With ``shards = n > 1`` (the pairing of
+        ``coupling_scope="per_shard"`` on ``n`` devices) the batch is cut into ``n`` equal
+        slices, slice ``i`` is paired within itself with ``fold_in(k_pair, i)`` as on device
+        ``i``, and the indices are global. The drivers and
+        :func:`~flowjax_fm.training.fit` (``pairing="prefetch"``) call this outside the
+        step's program and then run the step with ``paired=True`` on the re-ordered batch.
         """
+        check_positive_int("shards", shards)
+        check_batch(x0, x1, cond, cond)
         k_pair, _ = jax.random.split(key)
-        return pair_batch(k_pair, x0, x1, coupling=self.coupling, cond=cond)
+        if shards == 1:
+            return self._couple(k_pair, x0, x1, cond)
+        b = x0.shape[0]
+        if b % shards:
+            raise ValueError(f"the global batch {b} is not divisible by the device count {shards}")
+        split = lambda a: a.reshape(shards, b // shards, *a.shape[1:])
+        index = jnp.arange(shards, dtype=jnp.int32)
+        keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(k_pair, index)
+        per = jax.vmap(self._couple)(keys, split(x0), split(x1), jax.tree.map(split, cond))
+        offset = (index * (b // shards))[:, None]
+        return Pairing(
+            (per.source + offset).reshape(b).astype(jnp.int32),
+            (per.target + offset).reshape(b).astype(jnp.int32),
+            None if per.converged is None else jnp.all(per.converged),
+            None if per.marginal_error is None else jnp.max(per.marginal_error),
+        )
+
+    def _couple(self, key, x0, x1, cond):
+        if cond is None:
+            return self.coupling(key, x0, x1)
+        return self.coupling(key, x0, x1, cond0=cond, cond1=cond)
 
     def __call__(self, state: TrainState, key, x0, x1, cond=None, *, paired: bool = False):
         check_batch(x0, x1)
@@ -408,6 +433,12 @@ class TrainStep:
             ema = optax.incremental_update(params, state.ema, 1.0 - self.ema_decay)
         new_state = TrainState(params=params, opt_state=opt_state, ema=ema, step=state.step + 1)
         return new_state, {"loss": loss, "grad_norm": optax.tree.norm(grads)}
+
+
+def apply_pairing(pairing, x0, x1, cond=None):
+    """``(x0, x1, cond)`` re-ordered by ``pairing`` (conditions follow the data rows)."""
+    x0, x1 = pairing.apply(x0, x1)
+    return x0, x1, None if cond is None else pairing.apply_target(cond)
 
 
 _ACCEPTED = {
