@@ -32,6 +32,7 @@ SUITES = {
     "digits": "bench_digits",
     "paper2d": "bench_paper2d",
     "conditional": "bench_conditional",
+    "pairing": "bench_pairing",
 }
 
 

@@ -1,4 +1,4 @@
-"""Entropic OT plans: flowjax_fm (ott-jax Sinkhorn, jitted) against POT's ``ot.sinkhorn``.
+"""Entropic OT plans: flowjax_fm's Sinkhorn (jitted) against POT's ``ot.sinkhorn``.
 
 Run (one core, one thread for every library):
 
@@ -12,6 +12,9 @@ regularisation ``eps = 0.05 * mean(C)`` (ours through ``relative_epsilon="mean"`
 
 - ours: ``SinkhornCoupling(threshold=1e-3).plan`` (cost matrix + Sinkhorn, float32), which stops
   once the 1-norm marginal error ``|P^T 1 - b|_1`` is below 1e-3, checked every 10 iterations;
+  timed in its default ``domain="auto"`` (the stabilised kernel domain) and, as ``ours log``, in
+  ``domain="log"`` (ott-jax's log-domain solver, the default before issue 13): the same
+  iterates, so the same iteration count;
 - ``POT``: ``ot.dist`` + ``ot.sinkhorn`` (float64), which stops on the 2-norm of the same error,
   given ``stopThr = 1e-3 / sqrt(n)`` (so that ``|.|_1 <= sqrt(n) |.|_2 <= 1e-3``: the same or a
   stricter rule than ours);
@@ -21,16 +24,22 @@ regularisation ``eps = 0.05 * mean(C)`` (ours through ``relative_epsilon="mean"`
 
 The plan is timed alone (one Sinkhorn solve on each side; the coupling's pair drawing is timed
 apart, on the solved plan: ``draw_indices`` by inverse CDF, 2n uniforms). Compile time is measured
-apart (``jit(...).lower().compile()``). Times are medians of wall and of process CPU time (the
-fairer figure on a shared machine). A POT call at n = 8192 is skipped when 4x its time at 4096
-(same d) exceeds 60 s.
+apart (``jit(...).lower().compile()``). Ours, ours log and POT (same stop) are timed interleaved
+(one warm-up call each, then rounds taking turns, so a busy neighbour slows all alike). Times are
+medians of wall and of process CPU time (the fairer figure on a shared machine). A POT call at
+n = 8192 is skipped when 4x its time at 4096 (same d) exceeds 60 s.
 
 FLOPs (analytic: XLA's cost analysis counts a ``while`` body once, whatever the iteration count),
 with ``k`` the iterations reached and an ``exp`` counted as one FLOP:
 
-- ours (log domain): cost matrix ``2 n^2 d + 3 n^2``; each iteration two log-sum-exp passes over
-  the n^2 cells at 5 FLOPs a cell (add the potential, scale by 1/eps, subtract the max, exp, sum),
-  so ``10 n^2 k``; the marginal check every 10 iterations ``5 n^2 k / 10``; the plan ``4 n^2``;
+- ours (kernel domain): cost matrix ``2 n^2 d + 3 n^2``; the first iteration (column minimum,
+  shift, scale, exp, column sum, one matrix-vector product, the kernel's scaling) ``9 n^2``; each
+  further iteration two matrix-vector products ``4 n^2 (k - 1)`` (the marginal check reuses the
+  next product); the plan ``2 n^2``; a rebuild of the kernel when a scaling leaves its range
+  (``4 n^2``, zero to two times in these problems) is not counted;
+- ours log (log domain): cost matrix ``2 n^2 d + 3 n^2``; each iteration two log-sum-exp passes
+  over the n^2 cells at 5 FLOPs a cell (add the potential, scale by 1/eps, subtract the max, exp,
+  sum), so ``10 n^2 k``; the marginal check every 10 iterations ``5 n^2 k / 10``; the plan ``4 n^2``;
 - POT (kernel domain, float64): cost matrix ``2 n^2 d + 3 n^2``; kernel ``exp(-C / reg)``
   ``2 n^2``; two matrix-vector products per iteration ``4 n^2 k``; the error check every 10
   iterations ``2 n^2 k / 10``; the plan ``2 n^2``.
@@ -42,8 +51,8 @@ Reported besides: the transport cost ``n <P, C>`` each reaches, the exact optimu
 solver) for reference, and the marginal error ``max(|P 1 n - 1|, |P^T 1 n - 1|)``.
 Writes ``RESULTS/sinkhorn.{jsonl,md,png}`` (JSON lines appended; table and plot from this run).
 ``--options``: ott-jax Sinkhorn settings (inner iterations, momentum, Anderson, Gaussian
-initializer, kernel mode) against the library's default and POT, written to
-``RESULTS/sinkhorn_options.{jsonl,md}``.
+initializer, kernel mode) against ott-jax's default, a bare kernel-domain loop, the coupling's
+default (``domain="auto"``) and POT, written to ``RESULTS/sinkhorn_options.{jsonl,md}``.
 """
 
 from __future__ import annotations
@@ -75,6 +84,10 @@ def repeats_for(n: int) -> tuple[int, bool]:
 
 
 def flops_ours(n, d, iters):
+    return 2 * n * n * d + 3 * n * n + 9 * n * n + 4 * n * n * (iters - 1) + 2 * n * n
+
+
+def flops_ours_log(n, d, iters):
     return 2 * n * n * d + 3 * n * n + 10 * n * n * iters + 0.5 * n * n * iters + 4 * n * n
 
 
@@ -116,28 +129,50 @@ def transport(plan, cost):
     return float((plan * cost).sum() * len(plan))
 
 
-def ours(x0, x1, repeats, warm):
-    cp = fm.couplings.SinkhornCoupling(
-        epsilon=EPS_REL, relative_epsilon="mean", threshold=THRESHOLD, max_iterations=MAX_ITERATIONS
+def coupling(domain="auto"):
+    return fm.couplings.SinkhornCoupling(
+        epsilon=EPS_REL, relative_epsilon="mean", threshold=THRESHOLD, max_iterations=MAX_ITERATIONS,
+        domain=domain,
     )
+
+
+def ours(x0, x1, repeats, pot_call=None):
+    """Ours (default domain), ours in the log domain and, given ``pot_call``, POT: interleaved."""
+    cp, cp_log = coupling(), coupling("log")
     plan_fn, compile_s = h.compile_timed(cp.plan, x0, x1)
-    solve = h.time_fn(lambda: plan_fn(x0, x1), repeats, first_apart=warm)
+    log_fn, log_compile_s = h.compile_timed(cp_log.plan, x0, x1)
+    calls = {"ours": lambda: plan_fn(x0, x1), "log": lambda: log_fn(x0, x1)}
+    if pot_call is not None:
+        calls["pot"] = pot_call
+    t = h.time_interleaved(calls, repeats)
+    solve, solve_log = t["ours"], t["log"]
     plan, key = solve.out, jax.random.key(0)
     draw_fn, draw_compile_s = h.compile_timed(draw_pairs, key, plan)
     draw = h.time_fn(lambda: draw_fn(key, plan), max(repeats, 3))
-    # iteration count: the same solve through ott directly (not timed), checked against the plan
-    out = jax.jit(plan_and_iters({}))(x0, x1)
-    same = bool(np.allclose(np.asarray(out[0]), np.asarray(plan), rtol=1e-4, atol=1e-9))
-    return dict(
-        ours_s=solve.median_s, ours_cpu_s=solve.cpu_s, ours_compile_s=compile_s, ours_iters=int(out[1]),
-        ours_iters_checked=same, draw_s=draw.median_s, draw_cpu_s=draw.cpu_s,
-        draw_compile_s=draw_compile_s,
-    ), np.asarray(plan, np.float64)
+    iters = int(jax.jit(lambda a, b: cp._solve(a, b, None, None)[3])(x0, x1))
+    iters_log = int(jax.jit(lambda a, b: cp_log._solve(a, b, None, None)[3])(x0, x1))
+    plan_log = np.asarray(solve_log.out, np.float64)
+    row = dict(
+        domain=cp.resolved_domain, ours_s=solve.median_s, ours_cpu_s=solve.cpu_s, ours_compile_s=compile_s,
+        ours_iters=iters, ours_log_s=solve_log.median_s, ours_log_cpu_s=solve_log.cpu_s,
+        ours_log_compile_s=log_compile_s, ours_log_iters=iters_log,
+        ours_vs_log_l1=float(np.abs(np.asarray(plan, np.float64) - plan_log).sum()),
+        draw_s=draw.median_s, draw_cpu_s=draw.cpu_s, draw_compile_s=draw_compile_s,
+    )
+    return row, np.asarray(plan, np.float64), t.get("pot")
+
+
+def pot_call(x0, x1, reg, stop_thr):
+    a, b = np.asarray(x0, np.float64), np.asarray(x1, np.float64)
+    return lambda: peers.pot_sinkhorn(a, b, reg, stop_thr)
 
 
 def pot(x0, x1, reg, repeats, warm, stop_thr):
-    a, b = np.asarray(x0, np.float64), np.asarray(x1, np.float64)
-    t = h.time_fn(lambda: peers.pot_sinkhorn(a, b, reg, stop_thr), repeats, first_apart=warm)
+    t = h.time_fn(pot_call(x0, x1, reg, stop_thr), repeats, first_apart=warm)
+    return pot_fields(t)
+
+
+def pot_fields(t):
     plan, iters, warns = t.out
     ok = bool(np.isfinite(plan).all() and plan.sum() > 0.5)
     return dict(s=t.median_s, cpu_s=t.cpu_s, iters=iters, warnings=warns, ok=ok), np.asarray(plan, np.float64)
@@ -171,21 +206,25 @@ def run_case(ctx, case) -> dict:
     row = {"suite": "coupling", "part": "sinkhorn", "n": n, "d": d, "threads": ctx.threads,
            "eps": EPS_REL * float(cost.mean()), "threshold": THRESHOLD, "exact_cost": exact,
            "repeats": reps}
-    mine, plan = ours(x0, x1, reps, warm)
+    pot_4096, have_pot = ctx.data["pot_4096"], ctx.data["have_pot"]
+    predicted = 4 * pot_4096.get(d, 0.0) if n > 4096 else 0.0
+    if not have_pot:
+        row["pot_skipped"] = "POT not installed"
+    elif predicted > CALL_BUDGET_S:
+        row["pot_skipped"] = f"predicted {predicted:.0f} s a call (4x n=4096) > {CALL_BUDGET_S:.0f} s"
+    same_stop = pot_call(x0, x1, row["eps"], THRESHOLD / np.sqrt(n)) if "pot_skipped" not in row else None
+    mine, plan, pot_t = ours(x0, x1, reps, same_stop)
     row |= mine
     row |= {"ours_cost": transport(plan, cost), "ours_marginal_err": marginal_err(plan)}
     row |= {f"ours_{k}": v for k, v in h.limit_fields(flops_ours(n, d, row["ours_iters"]), row["ours_s"], peak).items()}
     row["ours_gflops_by_cpu_time"] = flops_ours(n, d, row["ours_iters"]) / row["ours_cpu_s"] / 1e9
+    row |= {f"ours_log_{k}": v for k, v in h.limit_fields(
+        flops_ours_log(n, d, row["ours_log_iters"]), row["ours_log_s"], peak).items()}
     row["peak_gflops"] = peak / 1e9
-    if not ctx.data["have_pot"]:
-        row["pot_skipped"] = "POT not installed"
+    if not have_pot:
         return row
-    pot_4096 = ctx.data["pot_4096"]
-    predicted = 4 * pot_4096.get(d, 0.0) if n > 4096 else 0.0
-    if predicted > CALL_BUDGET_S:
-        row["pot_skipped"] = f"predicted {predicted:.0f} s a call (4x n=4096) > {CALL_BUDGET_S:.0f} s"
-    else:
-        p, pplan = pot(x0, x1, row["eps"], reps, warm, THRESHOLD / np.sqrt(n))
+    if pot_t is not None:
+        p, pplan = pot_fields(pot_t)
         row |= {f"pot_{k}": v for k, v in p.items()}
         if p["ok"]:
             row |= {"pot_cost": transport(pplan, cost), "pot_marginal_err": marginal_err(pplan)}
@@ -222,15 +261,19 @@ def _has_pot(r):
 COLUMNS = [
     ("n", lambda r: r["n"]), ("d", lambda r: r["d"]),
     ("ours plan ms", lambda r: _ms(r["ours_s"], r["ours_cpu_s"])), ("iters", lambda r: r["ours_iters"]),
+    ("ours log ms", lambda r: _ms(r["ours_log_s"], r["ours_log_cpu_s"]) if "ours_log_s" in r else "-"),
     ("compile s", lambda r: f"{r['ours_compile_s']:.2f}"), ("draw ms", lambda r: _ms(r["draw_s"], r["draw_cpu_s"])),
     ("POT ms", lambda r: _ms(r["pot_s"], r["pot_cpu_s"]) if _has_pot(r) else r.get("pot_skipped", "-")),
     ("POT iters", lambda r: r.get("pot_iters", "-")),
     ("POT / ours", lambda r: f"{r['pot_s'] / r['ours_s']:.2f}x / {r['pot_cpu_s'] / r['ours_cpu_s']:.2f}x" if _has_pot(r) else "-"),
+    ("POT / ours log", lambda r: f"{r['pot_s'] / r['ours_log_s']:.2f}x / {r['pot_cpu_s'] / r['ours_log_cpu_s']:.2f}x"
+     if _has_pot(r) and "ours_log_s" in r else "-"),
     ("cost ours", lambda r: f"{r['ours_cost']:.6g}"),
     ("cost POT", lambda r: (h.fmt(r.get("pot_cost"), ".6g", "failed")) if _has_pot(r) else "-"),
     ("exact", lambda r: f"{r['exact_cost']:.6g}"),
     ("marginal err ours / POT", lambda r: f"{r['ours_marginal_err']:.1e} / " + h.fmt(r.get("pot_marginal_err"), ".1e")),
     ("GFLOP/s ours (of peak)", lambda r: h.fmt_limit(r, "ours_")),
+    ("GFLOP/s ours log (of peak)", lambda r: h.fmt_limit(r, "ours_log_") if "ours_log_s" in r else "-"),
     ("GFLOP/s POT (of peak)", lambda r: h.fmt_limit(r, "pot_") if _has_pot(r) else "-"),
     ("POT 1e-9", lambda r: f"{1e3 * r['pot_default_s']:.1f} / {r['pot_default_iters']}" if "pot_default_s" in r else "-"),
     ("torchcfm default", _tcfm),
@@ -246,8 +289,10 @@ def preamble(ctx, rows) -> str:
         "core while measuring it, so on a busy machine it reads low and a short call timed at a quieter "
         "moment can exceed it; the JSON lines also hold FLOP/s by CPU time). Both sides: eps = 0.05 x mean cost, cost matrix included, "
         "one Sinkhorn solve, stopping at 1-norm marginal error 1e-3 (POT: stopThr = 1e-3 / sqrt(n) on its "
-        "2-norm, the same or stricter). Ours float32 log-domain, jitted, compile apart; POT float64 kernel "
-        "domain. Times: median wall ms (median CPU ms). 'draw' = drawing n pairs from the solved plan "
+        "2-norm, the same or stricter). Ours float32, jitted, compile apart: 'ours' is the default "
+        "domain='auto' (the stabilised kernel domain), 'ours log' is domain='log' (ott-jax's log-domain "
+        "solver, the default before issue 13; same iterates, same iterations); POT float64 kernel domain. "
+        "Ours, ours log and POT (same stop) timed interleaved. Times: median wall ms (median CPU ms). 'draw' = drawing n pairs from the solved plan "
         "(inverse CDF), the rest of a coupling call. POT / ours: wall / CPU. Cost: n <P, C>; exact: the "
         "optimal assignment. Marginal err: max |P 1 n - 1| over both marginals. GFLOP/s: analytic counts "
         "from the iterations reached (see the suite's docstring; exp = 1 FLOP), / median wall time. "
@@ -261,14 +306,15 @@ def preamble(ctx, rows) -> str:
 def plot(ctx, rows) -> None:
     padded = [r | {"d": f"{r['d']:>4}"} for r in rows]  # d as right-aligned text: panels 64 before 3072
     long = h.long_rows(padded, ("n", "d"), "time_s", {
-        "flowjax_fm plan": "ours_s", "flowjax_fm draw pairs": "draw_s", "POT plan (same stop)": "pot_s",
+        "flowjax_fm plan": "ours_s", "flowjax_fm plan (log domain)": "ours_log_s",
+        "flowjax_fm draw pairs": "draw_s", "POT plan (same stop)": "pot_s",
         "POT plan (stopThr 1e-9)": "pot_default_s"})
     h.write_plot(ctx.file("png"), long, "n", "time_s", ["library"], panels="d",
                  title="Sinkhorn plan, one core", ylabel="median seconds per call")
 
 
 SUITE = h.Suite(
-    name="sinkhorn", title="Entropic OT plans: flowjax_fm (ott-jax Sinkhorn) vs POT `ot.sinkhorn`",
+    name="sinkhorn", title="Entropic OT plans: flowjax_fm (kernel and log domain) vs POT `ot.sinkhorn`",
     doc=__doc__, cases=cases, run_case=run_case, columns=COLUMNS, preamble=preamble, flags=flags,
     pin=True, setup=setup, plot=plot,
 )
@@ -277,13 +323,14 @@ SUITE = h.Suite(
 # -- ``--options``: ott-jax solver options on the same problem -------------------------------
 
 OPTIONS = {
-    "library default (lse, inner 10)": {},
+    "ott-jax default (lse, inner 10)": {},
     "inner_iterations=5": dict(inner_iterations=5),
     "lse_mode=False (kernel)": dict(lse_mode=False),
     "momentum 1.3": "momentum",
     "Anderson memory 5": "anderson",
     "Gaussian initializer (PointCloud)": "gaussian",
-    "kernel-domain loop, u @ K (not in the library)": "kernel_loop",
+    "kernel-domain loop, u @ K (no safeguards)": "kernel_loop",
+    "flowjax_fm default (stabilised kernel domain)": "coupling",
 }
 
 
@@ -333,6 +380,8 @@ def options_kwargs(spec):
 def plan_and_iters(solver_kwargs):
     if solver_kwargs == "kernel_loop":
         return kernel_loop
+    if solver_kwargs == "coupling":
+        return lambda x0, x1: (lambda out: (out[0], out[3]))(coupling()._solve(x0, x1, None, None))
 
     def fn(x0, x1):
         out = ott_solve(x0, x1, **solver_kwargs)
@@ -358,11 +407,12 @@ def run_options(ctx, case) -> list[dict]:
         fn, compile_s = h.compile_timed(plan_and_iters(kw), x0, x1)
         t = h.time_fn(lambda fn=fn: fn(x0, x1), reps, first_apart=warm)
         plan, iters = np.asarray(t.out[0], np.float64), int(t.out[1])
-        kernel_domain = spec == "kernel_loop" or kw.get("lse_mode") is False
+        kernel_domain = spec == "kernel_loop" or isinstance(kw, dict) and kw.get("lse_mode") is False
+        flops = flops_ours if spec == "coupling" else flops_pot if kernel_domain else flops_ours_log
         rows.append({"suite": "coupling", "part": "sinkhorn_options", "n": n, "d": d, "option": name,
                      "time_s": t.median_s, "cpu_s": t.cpu_s, "compile_s": compile_s, "iters": iters,
                      "cost": transport(plan, cost), "marginal_err": marginal_err(plan), "threads": ctx.threads,
-                     **h.limit_fields((flops_pot if kernel_domain else flops_ours)(n, d, iters), t.median_s, ctx.peak)})
+                     **h.limit_fields(flops(n, d, iters), t.median_s, ctx.peak)})
     if ctx.data["have_pot"]:
         p, pplan = pot(x0, x1, EPS_REL * float(cost.mean()), reps, warm, THRESHOLD / np.sqrt(n))
         rows.append({"suite": "coupling", "part": "sinkhorn_options", "n": n, "d": d, "option": "POT",
@@ -389,9 +439,9 @@ def options_preamble(ctx, rows) -> str:
     return (
         f"{ctx.env['time']}, {ctx.env['device_kind']}, {ctx.threads}, load {ctx.env['load_avg_1m']:.1f}; matmul limit "
         f"{ctx.peak / 1e9:.1f} GFLOP/s. eps = 0.05 x mean cost, threshold 1e-3, cost matrix included, float32; "
-        "median wall ms (median process CPU ms); speed-up = CPU time of the library default / this option. "
-        "GFLOP/s: the log-domain count of the suite's docstring, or its kernel-domain (POT) count for the "
-        f"kernel-domain rows. Command: {ctx.command}."
+        "median wall ms (median process CPU ms); speed-up = CPU time of ott-jax's default / this option. "
+        "GFLOP/s: the suite docstring's count of ours log for ott-jax's log-domain rows, of ours for the "
+        f"flowjax_fm row, of POT for the other kernel-domain rows. Command: {ctx.command}."
     )
 
 

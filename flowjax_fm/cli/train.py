@@ -40,7 +40,7 @@ _FIELDS = [
     ("--channels", "model.channels", int, "UNet base channels"),
     ("--channel-mult", "model.channel_mult", _ints, "UNet channel multipliers, comma-separated"),
     ("--num-res-blocks", "model.num_res_blocks", int, "UNet residual blocks per level"),
-    ("--coupling", "coupling", str, "exact-ot | independent | sinkhorn"),
+    ("--coupling", "coupling", str, "exact-ot | independent | sinkhorn | large-sinkhorn"),
     ("--path", "path", str, "condot | gaussian | bridge | vp"),
     ("--sigma", "sigma", float, "path width (sigma_min for condot)"),
     ("--epsilon", "epsilon", float, "Sinkhorn regularisation"),
@@ -61,7 +61,7 @@ _FIELDS = [
     ("--pairing", "pairing", str, "auto | in_step | prefetch: where the coupling runs (prefetch: "
      "host threads, ahead of the step)"),
     ("--prefetch", "prefetch", int, "chunks of pairings computed ahead (--pairing prefetch)"),
-    ("--pairing-workers", "pairing_workers", int, "pairing threads (default: CPUs - 1, at most 4)"),
+    ("--pairing-workers", "pairing_workers", int, "pairing threads (default: the CPU count, at most 4)"),
     ("--chunk", "chunk", int, "steps per compiled lax.scan chunk"),
     ("--checkpoint-every", "checkpoint_every", int, "steps between checkpoints"),
     ("--log-every", "log_every", int, "steps between metric-log lines (metrics.jsonl, TensorBoard)"),

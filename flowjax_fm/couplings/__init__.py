@@ -10,6 +10,7 @@ leaf of any other shape (e.g. ``(B, 1)``) is an error: squeeze it, or cast it to
 import dataclasses
 
 from flowjax_fm.couplings._assignment import solve_assignment
+from flowjax_fm.couplings._auction import auction_assignment
 from flowjax_fm.couplings._base import (
     AbstractCoupling,
     Pairing,
@@ -19,12 +20,15 @@ from flowjax_fm.couplings._base import (
     squared_distances,
 )
 from flowjax_fm.couplings._independent import IndependentCoupling
+from flowjax_fm.couplings._large_sinkhorn import LargeSinkhornCoupling
 from flowjax_fm.couplings._ot import ExactOTCoupling, SinkhornCoupling
+from flowjax_fm.couplings._semidiscrete import SemidiscreteCoupling, SemidiscreteInfo, fit_semidiscrete
 
 COUPLINGS = {
     "independent": IndependentCoupling,
     "exact-ot": ExactOTCoupling,
     "sinkhorn": SinkhornCoupling,
+    "large-sinkhorn": LargeSinkhornCoupling,
 }
 
 
@@ -63,10 +67,15 @@ __all__ = [
     "COUPLINGS",
     "ExactOTCoupling",
     "IndependentCoupling",
+    "LargeSinkhornCoupling",
     "Pairing",
+    "SemidiscreteCoupling",
+    "SemidiscreteInfo",
     "SinkhornCoupling",
+    "auction_assignment",
     "check_batch",
     "condition_cost",
+    "fit_semidiscrete",
     "get_coupling",
     "label_penalty",
     "solve_assignment",

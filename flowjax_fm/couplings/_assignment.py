@@ -2,8 +2,8 @@
 
 One solver policy serves both the coupling (:func:`solve_assignment`, hence
 :class:`~flowjax_fm.couplings.ExactOTCoupling`) and the metric
-(:func:`flowjax_fm.metrics.wasserstein`): ``solver`` is ``"auto"``, ``"c"``, ``"scipy"`` or
-``"jax"``, resolved by :func:`resolve_solver`.
+(:func:`flowjax_fm.metrics.wasserstein`): ``solver`` is ``"auto"``, ``"c"``, ``"scipy"``,
+``"jax"`` or ``"auction"``, resolved by :func:`resolve_solver`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from flowjax_fm._checks import check_choice, fail_if
 
 __all__ = ["SOLVERS", "CompiledSolverMissingWarning", "resolve_solver", "solve_assignment"]
 
-SOLVERS = ("auto", "c", "scipy", "jax")
+SOLVERS = ("auto", "c", "scipy", "jax", "auction")
 
 _BUILD_HINT = (
     "the compiled assignment solver flowjax_fm.couplings._lap is missing; build it with "
@@ -44,7 +44,8 @@ def _load_extension():
 
 
 def resolve_solver(solver: str, name: str = "solver") -> str:
-    """The concrete assignment solver that ``solver`` stands for: ``"c"``, ``"scipy"`` or ``"jax"``.
+    """The concrete assignment solver that ``solver`` stands for: ``"c"``, ``"scipy"``, ``"jax"``
+    or ``"auction"``.
 
     ``"auto"`` is the compiled C solver when it is built, else scipy's
     ``linear_sum_assignment`` (the same optimum, slower), with one
@@ -52,7 +53,8 @@ def resolve_solver(solver: str, name: str = "solver") -> str:
     the compiled solver.
 
     Raises:
-      ValueError: ``solver`` is not one of ``"auto"``, ``"c"``, ``"scipy"``, ``"jax"``.
+      ValueError: ``solver`` is not one of ``"auto"``, ``"c"``, ``"scipy"``, ``"jax"``,
+        ``"auction"``.
       ImportError: ``solver="c"`` and the extension is not built (the message says how to
         build it).
 
@@ -143,6 +145,12 @@ def _jax_hungarian(cost: jax.Array) -> jax.Array:
     return jnp.zeros(cost.shape[0], jnp.int32).at[rows].set(cols.astype(jnp.int32))
 
 
+def _auction_perm(cost: jax.Array) -> jax.Array:
+    from flowjax_fm.couplings._auction import auction_assignment
+
+    return auction_assignment(cost).perm
+
+
 def host_assignment(cost: np.ndarray, solver: str = "auto") -> np.ndarray:
     """The assignment of a NumPy cost ``(n, n)`` (or a batch ``(..., n, n)``), on the host.
 
@@ -162,6 +170,9 @@ def host_assignment(cost: np.ndarray, solver: str = "auto") -> np.ndarray:
     if concrete == "jax":
         with jax.enable_x64(True):
             return np.asarray(jax.jit(jnp.vectorize(_jax_hungarian, signature="(n,n)->(n)"))(cost))
+    if concrete == "auction":  # float64 costs on the int64 grid: the finest tolerance it has
+        with jax.enable_x64(True):
+            return np.asarray(jax.jit(jnp.vectorize(_auction_perm, signature="(n,n)->(n)"))(cost))
     return _host_c(cost) if concrete == "c" else _host_scipy(cost)
 
 
@@ -189,7 +200,11 @@ def solve_assignment(cost: jax.Array, method: str = "auto") -> jax.Array:
     :func:`scipy.optimize.linear_sum_assignment` through the same callback (a reference);
     ``method="jax"`` uses optax's pure-JAX Hungarian algorithm
     (:func:`optax.assignment.hungarian_algorithm`; no host round trip, but much slower on
-    CPU: about 50 ms at ``n = 256``).
+    CPU: about 50 ms at ``n = 256``). ``method="auction"`` is
+    :func:`~flowjax_fm.couplings.auction_assignment` with its defaults: a pure-JAX forward
+    auction (no host round trip, vmappable, for accelerators), optimal to within a stated
+    tolerance rather than exactly (about ``1e-6`` of the cost range, with a floor of
+    ``2 n 2^-27 max|C|`` in float32; see there), and on one CPU core far slower than ``"c"``.
 
     **Cost range.** The auction's prices grow to the scale of the cost range ``max C - min C``,
     so when the range dwarfs the optimum (one entry of ``1e16`` among entries of order 1),
@@ -214,7 +229,8 @@ def solve_assignment(cost: jax.Array, method: str = "auto") -> jax.Array:
     Args:
       cost: cost matrix of shape ``(n, n)``, real dtype (float32 or float64; integers are
         accepted and solved as float64). Batch it with :func:`jax.vmap`.
-      method: the solver, ``"auto"`` (default), ``"c"``, ``"scipy"`` or ``"jax"``.
+      method: the solver, ``"auto"`` (default), ``"c"``, ``"scipy"``, ``"jax"`` or
+        ``"auction"``.
 
     Returns:
       ``perm``, an ``int32`` array of shape ``(n,)``: row ``i`` is assigned column
@@ -223,7 +239,8 @@ def solve_assignment(cost: jax.Array, method: str = "auto") -> jax.Array:
     Raises:
       ValueError: if ``cost`` is not a square 2D array, has a complex or boolean dtype, or
         ``method`` is unknown.
-      RuntimeError: at run time, a non-finite cost (see above).
+      RuntimeError: at run time, a non-finite cost (see above); with ``method="auction"``
+        also an auction that did not finish within its ``max_rounds``.
       ImportError: with ``method="c"``, if the C extension was not compiled (run
         ``pip install -e .``).
 
@@ -257,6 +274,8 @@ def solve_assignment(cost: jax.Array, method: str = "auto") -> jax.Array:
     solver = resolve_solver(method, "method")
     if solver == "jax":
         return _jax_hungarian(cost)
+    if solver == "auction":
+        return _auction_perm(cost)
     out_type = jax.ShapeDtypeStruct((n,), jnp.int32)
     host = _host_c if solver == "c" else _host_scipy
     perm = jax.pure_callback(host, out_type, cost, vmap_method="expand_dims")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -64,8 +67,9 @@ class ExactOTCoupling(AbstractCoupling):
     Both apply when a condition mixes labels and floats.
 
     Args:
-      method: assignment solver, ``"auto"`` (default), ``"c"``, ``"scipy"`` or ``"jax"``
-        (static).
+      method: assignment solver, ``"auto"`` (default), ``"c"``, ``"scipy"``, ``"jax"`` or
+        ``"auction"`` (pure JAX, no host round trip: see
+        :func:`~flowjax_fm.couplings.auction_assignment`) (static).
       cond_weight: ``w`` in ``[0, inf)`` for floating conditions (a pytree leaf: a new value
         does not recompile); ``None`` (default) refuses floating conditions.
 
@@ -118,6 +122,185 @@ class ExactOTCoupling(AbstractCoupling):
 
 
 _SINKHORN_MODES = ("pairs", "rows", "rounded")
+_DOMAINS = ("auto", "kernel", "log")
+# A kernel-domain step is kept while every scaling is in [e^-B, e^B]: a cell of K lost to
+# underflow (below float32's smallest normal, 1.2e-38) then holds under e^(2B) 1.2e-38 = 6e-17
+# of the plan's mass.
+_SCALING_BOUND = 25.0
+_LOST_MASS = float(np.exp(2 * _SCALING_BOUND) * np.finfo(np.float32).tiny)
+
+
+class _Solution(NamedTuple):
+    plan: jax.Array  # (n, m)
+    converged: jax.Array  # bool: the last error is finite and below the threshold
+    iterations: jax.Array  # int32: Sinkhorn iterations run (row and column update = 1)
+
+
+def _log_sinkhorn(cost, eps, *, tau_a, tau_b, threshold, max_iterations, inner_iterations,
+                  anderson) -> _Solution:
+    """ott-jax's Sinkhorn in the log domain (zero initial potentials)."""
+    from ott.geometry import geometry
+    from ott.problems.linear import linear_problem
+    from ott.solvers.linear import acceleration
+    from ott.solvers.linear import sinkhorn as sinkhorn_lib
+
+    solver = sinkhorn_lib.Sinkhorn(
+        threshold=threshold, max_iterations=max_iterations, inner_iterations=inner_iterations,
+        anderson=acceleration.AndersonAcceleration(memory=anderson) if anderson else None,
+    )
+    problem = linear_problem.LinearProblem(
+        geometry.Geometry(cost_matrix=cost, epsilon=eps), tau_a=tau_a, tau_b=tau_b
+    )
+    out = solver(problem)
+    return _Solution(out.matrix, out.converged, jnp.asarray(out.n_iters, jnp.int32))
+
+
+@functools.partial(jax.jit, static_argnames=("tau_a", "tau_b", "max_iterations", "inner_iterations"))
+def _kernel_sinkhorn(cost, eps, *, tau_a, tau_b, threshold, max_iterations,
+                     inner_iterations) -> _Solution:
+    r"""Sinkhorn's iterations as matrix-vector products, stabilised by absorption.
+
+    The iterates of :func:`_log_sinkhorn` (the same updates from the same zero potentials, the
+    same error every ``inner_iterations``, the same stop), in scalings of a kernel built from
+    potentials ``(f, g)`` absorbed so far,
+
+    .. math::
+       P = \operatorname{diag}(u)\, K \operatorname{diag}(v), \qquad
+       K_{ij} = e^{(f_i + g_j - C_{ij})/\varepsilon}, \qquad
+       v \leftarrow (b \oslash K^\top u)^{\tau_b} e^{(\tau_b - 1) g/\varepsilon}, \quad
+       u \leftarrow (a \oslash K v)^{\tau_a} e^{(\tau_a - 1) f/\varepsilon}.
+
+    A matrix-vector product costs a tenth of ott-jax's log-sum-exp pass on a CPU core (which
+    adds the potentials, scales, takes a maximum and an ``exp`` per cell): see
+    ``benchmarks/results/sinkhorn.md`` for the two side by side.
+
+    The first iteration takes one ``exp`` pass (the column update, on the cost shifted by each
+    column's minimum, then the row update by a matrix-vector product). An iteration whose
+    scalings would leave :math:`[e^{-B}, e^{B}]` (``B = 25``) or not be finite is not taken:
+    the scalings are absorbed (:math:`f \mathrel{+}= \varepsilon \log u`, the same for
+    ``g``; ``K`` rebuilt, one ``exp`` pass; ``u = v = 1``) and the iteration is retried; if it
+    still would (a row or column of ``K`` all below float32's range), it is made in the log
+    domain (ott-jax's update, two log-sum-exp passes) and ``K`` rebuilt from it; so is the
+    first iteration when a row of its kernel is that far below. So no scaling overflows, a cell
+    of ``K`` lost to underflow holds under :math:`e^{2B}` times float32's smallest normal,
+    ``6e-17``, of the plan's mass, and ``exp(-C / eps)`` never has to be representable: a
+    small ``epsilon`` costs rebuilds, not a wrong plan.
+    """
+    n, m = cost.shape
+    dtype = cost.dtype
+    a = jnp.full((n,), 1.0 / n, dtype)
+    b = jnp.full((m,), 1.0 / m, dtype)
+    lo, hi = np.exp(-_SCALING_BOUND), np.exp(_SCALING_BOUND)
+    ones_n, ones_m = jnp.ones((n,), dtype), jnp.ones((m,), dtype)
+    balanced = tau_a == 1.0 and tau_b == 1.0
+
+    def rebuilt(f, g, kernel, done):
+        """The state with ``K`` built on ``(f, g)`` (``u = v = 1``)."""
+        return f, g, ones_n, ones_m, kernel, kernel.sum(axis=0), kernel.sum(axis=1), done
+
+    def log_step(state):
+        """One log-domain iteration from the state's potentials; ``K`` = the plan it gives."""
+        f, g, u, v, _, _, _, done = state
+        f, g = f + eps * jnp.log(u), g + eps * jnp.log(v)
+        lse_g = jax.nn.logsumexp((f[:, None] - cost) / eps, axis=0)
+        g = tau_b * (eps * jnp.log(b) - eps * jnp.where(jnp.isfinite(lse_g), lse_g, 0.0))
+        w = (g[None, :] - cost) / eps  # the row update's log-sum-exp, reused to build K
+        top = jnp.max(w, axis=1)
+        top = jnp.where(jnp.isfinite(top), top, 0.0)
+        shifted = jnp.exp(w - top[:, None])
+        lse_f = top + jnp.log(shifted.sum(axis=1))
+        lse_f = jnp.where(jnp.isfinite(lse_f), lse_f, 0.0)
+        f = tau_a * (eps * jnp.log(a) - eps * lse_f)
+        # K_ij = exp((f_i + g_j - C_ij) / eps) = shifted_ij exp(f_i / eps + top_i), the
+        # exponent written without the cancellation of two large terms
+        row = tau_a * (jnp.log(a) - lse_f + top) + (1.0 - tau_a) * top
+        return rebuilt(f, g, shifted * jnp.exp(row)[:, None], done + 1)
+
+    def absorb(state):
+        f, g, u, v, _, _, _, done = state
+        f, g = f + eps * jnp.log(u), g + eps * jnp.log(v)
+        return rebuilt(f, g, jnp.exp((f[:, None] + g[None, :] - cost) / eps), done)
+
+    def scaled(marginal, k_product, potential, tau):
+        if tau == 1.0:
+            return marginal / k_product
+        return jnp.exp(tau * jnp.log(marginal / k_product) + (tau - 1.0) * potential / eps)
+
+    def kernel_steps(state, target):
+        """Kernel-domain iterations until ``target`` or one that is not safe (not taken)."""
+        f, g, u, v, kernel, ku, kv, done = state
+
+        def step(c):
+            u, v, ku, kv, done, _ = c
+            v_new = scaled(b, ku, g, tau_b)  # ku = u K: the column sums, carried
+            kv_new = kernel @ v_new
+            u_new = scaled(a, kv_new, f, tau_a)
+            safe = jnp.all((u_new > lo) & (u_new < hi)) & jnp.all((v_new > lo) & (v_new < hi))
+            ku_new = u_new @ kernel
+
+            def pick(new, old):
+                return jnp.where(safe, new, old)
+
+            return (pick(u_new, u), pick(v_new, v), pick(ku_new, ku), pick(kv_new, kv),
+                    done + safe.astype(done.dtype), safe)
+
+        u, v, ku, kv, done, safe = jax.lax.while_loop(
+            lambda c: c[5] & (c[4] < target), step, (u, v, ku, kv, done, jnp.bool_(True))
+        )
+        return (f, g, u, v, kernel, ku, kv, done), safe
+
+    def error(state):  # ott's solution_error, 1-norm
+        f, g, u, v, _, ku, kv, _ = state
+        if balanced:  # the row marginal is exact after its update
+            return jnp.abs(v * ku - b).sum()
+        f, g = f + eps * jnp.log(u), g + eps * jnp.log(v)
+        fit_a = a if tau_a == 1.0 else a * jnp.exp(-f * (1.0 - tau_a) / (eps * tau_a))
+        fit_b = b if tau_b == 1.0 else b * jnp.exp(-g * (1.0 - tau_b) / (eps * tau_b))
+        return jnp.abs(u * kv - fit_a).sum() + jnp.abs(v * ku - fit_b).sum()
+
+    def segment(carry):
+        """Kernel steps to the end of the block, or to an unsafe step: then absorb, or (just
+        after a rebuild) one log-domain step."""
+        state, fresh, _, _ = carry
+        before = state[-1]
+        target = (before // inner_iterations + 1) * inner_iterations
+        state, safe = kernel_steps(state, target)
+        fresh = fresh & (state[-1] == before)  # no step since K was rebuilt
+        branch = jnp.where(safe, 0, jnp.where(fresh, 2, 1))
+        state = jax.lax.switch(branch, [lambda s: s, absorb, log_step], state)
+        at_end = state[-1] % inner_iterations == 0
+        return state, ~safe, at_end, error(state)
+
+    def go_on(carry):
+        state, _, at_end, err = carry
+        stop = (state[-1] >= max_iterations) | (err < threshold) | ~jnp.isfinite(err)
+        return ~at_end | ~stop
+
+    # ott's first iteration, from zero potentials, in one exp pass: the column update on the
+    # cost shifted by each column's minimum (every column has a cell exp(0) = 1), then the row
+    # update by a matrix-vector product. Unless a row of that kernel is so far below float32's
+    # range that its cells lost to underflow could hold more than _LOST_MASS of its mass (a
+    # source far from every target): then ott's update, with a maximum per row.
+    low = jnp.min(cost, axis=0)
+    low = jnp.where(jnp.isfinite(low), low, 0.0)
+    shifted = jnp.exp((low[None, :] - cost) / eps)
+    g = tau_b * (low + eps * jnp.log(b / shifted.sum(axis=0)))  # eps log b - eps lse(-C/eps)
+    col = jnp.exp((g - low) / eps)  # exp(g / eps) K_0 = shifted * col: the plan after g
+    rows = shifted @ col
+    f = tau_a * (eps * jnp.log(a) - eps * jnp.log(rows))
+    # a row's lost cells hold under n max(col) tiny / rows_i of its mass: at most _LOST_MASS
+    lost = n * jnp.max(col) * np.finfo(np.float32).tiny / _LOST_MASS
+    exact = jnp.all(jnp.isfinite(f)) & jnp.all(jnp.isfinite(col)) & (jnp.min(rows) >= lost)
+    # else: zero potentials and an empty K, so that the first kernel step is unsafe and the
+    # loop makes the iteration in the log domain
+    kernel = jnp.where(exact, shifted * col[None, :] * jnp.exp(f / eps)[:, None], 0.0)
+    state = rebuilt(jnp.where(exact, f, 0.0), jnp.where(exact, g, 0.0), kernel,
+                    exact.astype(jnp.int32))
+    carry = (state, jnp.bool_(True), exact & (inner_iterations == 1), error(state))
+    state, _, _, err = jax.lax.while_loop(go_on, segment, carry)
+    u, v, kernel = state[2], state[3], state[4]
+    plan = u[:, None] * kernel * v[None, :]
+    return _Solution(plan, jnp.isfinite(err) & (err < threshold), state[-1])
 
 
 def _shown(value) -> str:
@@ -130,14 +313,15 @@ def _shown(value) -> str:
 
 @pytree_dataclass
 class SinkhornCoupling(AbstractCoupling):
-    r"""Entropic OT coupling, solved by ott-jax's Sinkhorn; unbalanced when ``tau < 1``.
+    r"""Entropic OT coupling, solved by Sinkhorn's iterations; unbalanced when ``tau < 1``.
 
     .. math::
        P^\star = \arg\min_{P \in U(a, b)} \langle P, C \rangle - \varepsilon H(P),
        \qquad C_{ij} = \|x_0^i - x_1^j\|^2
 
     (with ``tau_a``/``tau_b`` < 1 the marginal constraints become KL penalties of weight
-    :math:`\varepsilon\tau/(1-\tau)`). Pairs are then drawn from :math:`P^\star` by ``sampling``:
+    :math:`\varepsilon\tau/(1-\tau)`), solved in the ``domain`` below. Pairs are then drawn
+    from :math:`P^\star` by ``sampling``:
 
     * ``"pairs"`` (default): ``B`` i.i.d. pairs from the plan, drawn as a row from its marginal
       and then a column from that row (by inverse CDF: ``2B`` uniforms, no ``B*B`` Gumbel draws);
@@ -178,10 +362,11 @@ class SinkhornCoupling(AbstractCoupling):
       inner_iterations: an int ``>= 1``, iterations between two convergence checks (ott-jax's
         default 10; in high dimension Sinkhorn often converges in a few, and 5 is then ~1.7x
         faster).
-      anderson: Anderson acceleration memory, ``0`` (off) or an int ``>= 2``. 5 halves the
-        iterations on 2-D problems at moderate epsilon (2x faster at n = 1,024 and 4,096; 4.5x
-        at epsilon 0.05 on the 8-Gaussians) but can take more at a very small relative
-        epsilon, hence off by default.
+      anderson: Anderson acceleration memory, ``0`` (off) or an int ``>= 2`` (static). It
+        runs in the log domain (``domain="auto"`` switches to it): 5 halves the iterations on
+        2-D problems at moderate epsilon, but a log-domain iteration costs several kernel-domain
+        ones, and it can take more iterations at a very small relative epsilon; hence off by
+        default.
       cond_weight: ``w`` in ``[0, inf)`` for floating conditions (a pytree leaf): the cost
         becomes :math:`\|x_0^i - x_1^j\|^2 + w\,\|c_i - c_j\|^2` (C2OT; pass ``cond0 =
         cond1 =`` the data conditions). ``None`` (default) refuses floating conditions.
@@ -194,6 +379,21 @@ class SinkhornCoupling(AbstractCoupling):
         the mass; ``e`` of a plan far from converged is 0.03 to 0.9.
       throw: ``True`` (default) raises on a failed plan; ``False`` reports it in the
         :class:`~flowjax_fm.couplings.Pairing` instead (static).
+      domain: how the iterations are computed (static), the same iterates (from the same
+        zero potentials, with the same stopping rule) in each, so the same plan up to float32
+        rounding:
+
+        * ``"kernel"``: in scalings, :math:`P = \operatorname{diag}(u) K
+          \operatorname{diag}(v)` with :math:`K = e^{(f \oplus g - C)/\varepsilon}`: an
+          iteration is two matrix-vector products, about ten times cheaper than two
+          log-sum-exp passes on a CPU core. Stabilised: the potentials ``f, g`` absorb the
+          scalings (``K`` rebuilt) whenever one would leave :math:`[e^{-25}, e^{25}]`, and an
+          iteration that would even then is made in the log domain, so ``exp(-C / eps)``
+          never has to be representable in float32 (any ``epsilon`` the log domain solves).
+          No Anderson acceleration; :meth:`plan` is not reverse-mode differentiable (a
+          ``while_loop``; pairs never carry gradients anyway).
+        * ``"log"``: ott-jax's log-domain Sinkhorn (with Anderson acceleration if asked).
+        * ``"auto"`` (default): ``"log"`` when ``anderson > 0``, else ``"kernel"``.
 
     With labels (integer leaves of the conditions), the cost of cross-label pairs is penalised
     and those cells of the plan are set to zero before drawing, so pairs never cross labels
@@ -201,9 +401,9 @@ class SinkhornCoupling(AbstractCoupling):
 
     Raises:
       ValueError: at construction, a value outside the ranges above (``epsilon = 0`` would
-        give an all-zero plan and the same pair on every row), an unknown ``sampling`` or
-        ``relative_epsilon``, a non-bool ``throw``; at call time, a floating condition with
-        ``cond_weight=None``.
+        give an all-zero plan and the same pair on every row), an unknown ``sampling``,
+        ``relative_epsilon`` or ``domain``, ``anderson`` with ``domain="kernel"``, a non-bool
+        ``throw``; at call time, a floating condition with ``cond_weight=None``.
       RuntimeError: with ``throw=True``, at run time, a plan that fails the check above
         (``equinox.EquinoxRuntimeError`` eagerly, ``jax.errors.JaxRuntimeError`` under
         ``jit``); the message names ``epsilon``, the error and what to change.
@@ -217,6 +417,10 @@ class SinkhornCoupling(AbstractCoupling):
       >>> p = SinkhornCoupling(epsilon=2e-4, throw=False)(jax.random.key(0), x0, x1)
       >>> bool(p.converged), bool(p.marginal_error > 0.1)
       (False, True)
+      >>> kernel = SinkhornCoupling(epsilon=0.1).plan(x0, x1)  # domain="auto": the kernel domain
+      >>> log = SinkhornCoupling(epsilon=0.1, domain="log").plan(x0, x1)
+      >>> float(jnp.abs(kernel - log).sum()) < 1e-5
+      True
 
     References:
       Cuturi 2013; Tong et al. 2024 (SB-CFM uses ``epsilon = 2 sigma**2``).
@@ -234,6 +438,7 @@ class SinkhornCoupling(AbstractCoupling):
     cond_weight: float | None = None
     marginal_tol: float = 1e-2
     throw: bool = static_field(default=True)
+    domain: str = static_field(default="auto")
 
     def __post_init__(self):
         check_real("epsilon", self.epsilon, 0.0, low_open=True)
@@ -252,36 +457,43 @@ class SinkhornCoupling(AbstractCoupling):
         check_cond_weight(self.cond_weight)
         check_real("marginal_tol", self.marginal_tol, 0.0, low_open=True, finite=False)
         object.__setattr__(self, "throw", check_bool("throw", self.throw))
+        check_choice("domain", self.domain, _DOMAINS)
+        if self.domain == "kernel" and self.anderson:
+            raise ValueError(
+                f"anderson={self.anderson} needs domain='log' or 'auto' (ott-jax accelerates "
+                "log-domain potentials), got domain='kernel'"
+            )
 
     @property
     def balanced(self) -> bool:
         """Whether both marginals are hard constraints (``tau_a = tau_b = 1``)."""
         return self.tau_a == 1.0 and self.tau_b == 1.0
 
-    def _solve(self, x0, x1, cond0, cond1):
-        """The plan (before the label mask), whether it passed the check, its marginal error."""
-        from ott.geometry import geometry
-        from ott.problems.linear import linear_problem
-        from ott.solvers.linear import acceleration
-        from ott.solvers.linear import sinkhorn as sinkhorn_lib
+    @property
+    def resolved_domain(self) -> str:
+        """The domain ``"auto"`` runs: ``"log"`` with Anderson acceleration, else ``"kernel"``."""
+        if self.domain == "auto":
+            return "log" if self.anderson else "kernel"
+        return self.domain
 
+    def _solve(self, x0, x1, cond0, cond1):
+        """The plan (before the label mask), whether it passed the check, its marginal error,
+        and the iterations run."""
         sq = squared_distances(x0, x1).astype(jnp.float32)
         cost = _conditioned_cost("SinkhornCoupling", self.cond_weight, sq, cond0, cond1)
         # relative epsilon is taken on the squared distances alone (not on the penalty); all
         # points at one place (mean 0) have a zero cost, where any epsilon is as good
-        eps = self.epsilon
+        eps = jnp.asarray(self.epsilon, jnp.float32)
         if self.relative_epsilon == "mean":
             mean = jnp.mean(sq)
             eps = eps * jnp.where(mean > 0, mean, 1.0)
-        geom = geometry.Geometry(cost_matrix=cost, epsilon=eps)
-        solver = sinkhorn_lib.Sinkhorn(
-            threshold=self.threshold, max_iterations=self.max_iterations,
-            inner_iterations=self.inner_iterations,
-            anderson=acceleration.AndersonAcceleration(memory=self.anderson) if self.anderson else None,
-        )
-        problem = linear_problem.LinearProblem(geom, tau_a=self.tau_a, tau_b=self.tau_b)
-        out = solver(problem)
-        plan = out.matrix
+        options = dict(tau_a=self.tau_a, tau_b=self.tau_b, threshold=self.threshold,
+                       max_iterations=self.max_iterations, inner_iterations=self.inner_iterations)
+        if self.resolved_domain == "kernel":
+            out = _kernel_sinkhorn(cost, eps, **options)
+        else:
+            out = _log_sinkhorn(cost, eps, **options, anderson=self.anderson)
+        plan = out.plan
         n = plan.shape[0]
         rows = jnp.abs(plan.sum(axis=1) - 1.0 / n).sum()
         cols = jnp.abs(plan.sum(axis=0) - 1.0 / n).sum()
@@ -291,7 +503,7 @@ class SinkhornCoupling(AbstractCoupling):
             ok = finite & (error <= self.marginal_tol)
         else:  # relaxed marginals: converged, and some mass left to draw pairs from
             ok = finite & out.converged & (plan.sum() > 0)
-        return plan, ok, error
+        return plan, ok, error, out.iterations
 
     def _failure_message(self) -> str:
         scale = " x the mean cost (relative_epsilon='mean')" if self.relative_epsilon else ""
@@ -312,7 +524,7 @@ class SinkhornCoupling(AbstractCoupling):
         )
 
     def _masked(self, x0, x1, cond0, cond1):
-        plan, ok, error = self._solve(x0, x1, cond0, cond1)
+        plan, ok, error, _ = self._solve(x0, x1, cond0, cond1)
         mask = None if cond0 is None else same_label(cond0, cond1)
         if mask is not None:
             plan = jnp.where(mask, plan, 0.0)

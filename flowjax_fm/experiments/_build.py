@@ -113,7 +113,7 @@ def build(config, event_shape, num_classes: int | None) -> Built:
         path_kwargs = {"sigma_min" if config.path == "condot" else "sigma": config.sigma}
     path = paths.get_path(config.path, **path_kwargs)
     coupling_kwargs = {}
-    if config.coupling == "sinkhorn":
+    if config.coupling in ("sinkhorn", "large-sinkhorn"):
         eps = config.epsilon
         if eps is None:
             eps = 2.0 * float(getattr(path, "sigma", 0.1)) ** 2 if config.path == "bridge" else 0.05

@@ -317,7 +317,7 @@ def _validate(c: RunConfig, kind: str) -> None:
             _number(name, getattr(c, name), low=0.0, open_low=name != "sigma")
     if c.ema_decay is not None:
         _number("ema_decay", c.ema_decay, low=0.0, high=1.0)
-    if c.epsilon is not None and c.coupling != "sinkhorn":
+    if c.epsilon is not None and c.coupling not in ("sinkhorn", "large-sinkhorn"):
         raise ValueError(f"epsilon is the Sinkhorn regularisation; this run's coupling is {c.coupling!r}")
     if c.sigma is not None and c.path == "vp":
         raise ValueError("the vp path has no width: drop sigma")

@@ -125,7 +125,8 @@ def wasserstein(
       epsilon: entropic regularisation for ``method="sinkhorn"``, in ``(0, inf)``; ``None``
         for the default above.
       solver: the exact assignment solver for ``method="exact"``: ``"auto"`` (default),
-        ``"c"``, ``"scipy"`` or ``"jax"`` (see :func:`flowjax_fm.couplings.solve_assignment`).
+        ``"c"``, ``"scipy"``, ``"jax"`` or ``"auction"`` (see
+        :func:`flowjax_fm.couplings.solve_assignment`).
 
     Returns:
       :math:`W_p`, a ``numpy.float64`` scalar (a subclass of Python ``float``).

@@ -402,8 +402,8 @@ def fit(
         ``"auto"`` (default): ``"prefetch"`` when the step's pairing calls the host (exact
         OT through the compiled solver, Sinkhorn's ``"rounded"``), else ``"in_step"``.
       prefetch: chunks of pairings computed ahead (an int ``>= 1``).
-      workers: pairing threads (an int ``>= 1``; ``None``: one fewer than the CPU count,
-        at least 1 and at most 4).
+      workers: pairing threads (an int ``>= 1``; ``None``: the cores this process may use,
+        at most 4: the threads and the step share them, and a host solver releases the GIL).
 
     Returns:
       ``(state, history)`` with ``history`` a dict of numpy arrays, one entry per step: the
@@ -465,7 +465,7 @@ def fit(
     check_choice("pairing", pairing, PAIRINGS)
     prefetch = check_positive_int("prefetch", prefetch)
     if workers is None:
-        workers = max(1, min(4, (os.cpu_count() or 2) - 1))
+        workers = max(1, min(4, _usable_cpus()))
     workers = check_positive_int("workers", workers)
     plan, data = make_plan(source, target, batch_size=batch_size, paired=paired,
                            transform=transform)
@@ -560,6 +560,14 @@ def fit(
 
 
 _AUTO_CACHE: dict = {}
+
+
+def _usable_cpus() -> int:
+    """The cores this process may run on (its affinity where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # no affinity on this OS
+        return os.cpu_count() or 1
 
 
 def _make_prefetcher(pairing, step, plan, key, data, streams, start, stop, *, batch_size,
