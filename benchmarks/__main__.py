@@ -33,6 +33,9 @@ SUITES = {
     "paper2d": "bench_paper2d",
     "conditional": "bench_conditional",
     "pairing": "bench_pairing",
+    "auction": "bench_auction",
+    "large_sinkhorn": "bench_large_sinkhorn",
+    "semidiscrete": "bench_semidiscrete",
 }
 
 

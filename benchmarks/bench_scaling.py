@@ -53,7 +53,21 @@ def _step_flops(ctx, coupling: str, batch: int) -> float | None:
     return cache[coupling, batch]
 
 
+PARTS = ("devices", "ot_scope", "divergence")
+
+
+def flags(ap) -> None:
+    ap.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS),
+                    help="which parts to run (default: all)")
+
+
 def cases(ctx):
+    for case in _all_cases(ctx):
+        if case["part"] in ctx.args.parts:
+            yield case
+
+
+def _all_cases(ctx):
     counts = [n for n in (1, 2, 4, 8) if n <= jax.device_count()]
     if ctx.quick:  # the smoke version: one device and all of them
         counts = sorted({counts[0], counts[-1]})
@@ -173,7 +187,7 @@ def plot(ctx, rows) -> None:
 
 SUITE = h.Suite(
     name="scaling", title="Data-parallel scaling (flowjax_fm)", doc=__doc__, cases=cases, run_case=run_case,
-    columns=COLUMNS, preamble=preamble, repeats=(20, 3), extra_md=_divergence_table,
+    columns=COLUMNS, preamble=preamble, repeats=(20, 3), extra_md=_divergence_table, flags=flags,
     table_rows=lambda ctx, rows: [r for r in rows if r["part"] != "divergence"],
     # eight fake devices when JAX ends up on the CPU; no effect on a GPU/TPU backend
     xla_flags="--xla_force_host_platform_device_count=8", plot=plot,

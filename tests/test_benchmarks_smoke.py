@@ -20,7 +20,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SUITES = ["train", "coupling", "sinkhorn", "sampling", "likelihood", "scaling", "quality", "reflow",
-          "unet", "digits", "paper2d", "conditional"]
+          "unet", "digits", "paper2d", "conditional", "pairing", "auction", "large_sinkhorn",
+          "semidiscrete"]
 # Each suite's smoke run takes one to three minutes of CPU: they run in the slow tier
 # (`make test-all`), out of the default run.
 DEFAULT: set[str] = set()

@@ -255,19 +255,29 @@ class _Prefetcher:
     sizes and wherever a run was resumed.
     """
 
-    def __init__(self, compute, block: int, workers: int, ahead: int, stop: int):
-        from concurrent.futures import ThreadPoolExecutor
+    def __init__(self, compute, block: int, workers: int, ahead: int, stop: int, concurrent: bool):
+        from concurrent.futures import Future, ThreadPoolExecutor
 
-        self.compute, self.block, self.ahead, self.stop = compute, block, ahead, stop
-        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="flowjax-fm-pairing")
+        self.compute, self.block, self.stop = compute, block, stop
+        self.ahead = ahead if concurrent else 0
+        self.pool = (ThreadPoolExecutor(workers, thread_name_prefix="flowjax-fm-pairing")
+                     if concurrent else None)
+        self.future = Future
         self.futures: dict = {}
         self.next_block = None
+
+    def _submit(self, k: int):
+        if self.pool is not None:
+            return self.pool.submit(self.compute, k * self.block, self.block)
+        done = self.future()  # between chunks, on this thread
+        done.set_result(self.compute(k * self.block, self.block))
+        return done
 
     def _request(self, upto: int) -> None:
         last = (min(upto, self.stop) - 1) // self.block
         while self.next_block is not None and self.next_block <= last:
             k = self.next_block
-            self.futures[k] = self.pool.submit(self.compute, k * self.block, self.block)
+            self.futures[k] = self._submit(k)
             self.next_block += 1
 
     def take(self, first: int, length: int):
@@ -283,11 +293,13 @@ class _Prefetcher:
             parts.append((src[lo:hi], tgt[lo:hi]))
         for k in [k for k in self.futures if (k + 1) * self.block <= first + length]:
             del self.futures[k]  # fully consumed
-        self._request(first + length + self.ahead)
+        if self.ahead:
+            self._request(first + length + self.ahead)
         return tuple(np.concatenate([p[i] for p in parts]) for i in range(2))
 
     def close(self) -> None:
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)
 
 
 _UNROLL_CACHE: dict = {}
@@ -395,10 +407,13 @@ def fit(
         ahead of the step, which then trains on the re-ordered batch (``paired=True``): the
         pairing of batch ``s + 1`` overlaps the training of batch ``s``, and a host solver
         (exact OT) leaves the compiled step, so it never meets the step's collectives. The
-        pairs are those of ``"in_step"``: step ``s`` draws the same batch from the same key,
+        pairs are those of ``"in_step"`` (up to near-ties within float rounding): step ``s``
+        draws the same batch from the same key,
         and its pairing is computed in blocks of steps fixed by ``batch_size`` alone, so it
         depends only on ``key`` and ``s`` (resuming is exact). Needs a
-        :class:`TrainStep` or a driver around one (``coupling_scope="global"``).
+        :class:`TrainStep` or a driver around one. On XLA:CPU with a driver over several
+        (fake) devices the pairing runs between chunks, not beside them: a computation
+        beside the collectives can starve the thread pool their rendezvous waits on.
         ``"auto"`` (default): ``"prefetch"`` when the step's pairing calls the host (exact
         OT through the compiled solver, Sinkhorn's ``"rounded"``), else ``"in_step"``.
       prefetch: chunks of pairings computed ahead (an int ``>= 1``).
@@ -603,4 +618,8 @@ def _make_prefetcher(pairing, step, plan, key, data, streams, start, stop, *, ba
                                static=pstatic, plan=plan, length=length, shards=shards)
         return np.asarray(src), np.asarray(tgt)
 
-    return _Prefetcher(compute, block, workers, ahead=prefetch * chunk_size, stop=stop)
+    # On XLA:CPU a program running beside a collective one can starve the thread pool that the
+    # (fake) devices' rendezvous waits on: there the pairing runs between chunks instead.
+    concurrent = jax.default_backend() != "cpu" or getattr(step, "num_devices", 1) == 1
+    return _Prefetcher(compute, block, workers, ahead=prefetch * chunk_size, stop=stop,
+                       concurrent=concurrent)

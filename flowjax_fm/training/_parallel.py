@@ -189,7 +189,7 @@ def shard_step(step: TrainStep, mesh: jax.sharding.Mesh):
         return train(state, key, x0, x1, cond)
 
     run.train_step = step  # fit reads the model (its num_classes) and the pairing through it
-    run.pairing_shards = shards
+    run.pairing_shards, run.num_devices = shards, n
     return run
 
 
@@ -245,7 +245,7 @@ def pmap_step(step: TrainStep, *, axis_name: str = "batch", devices=None):
         return mapped(state, key, split(x0), split(x1), jax.tree.map(split, cond))
 
     run.train_step = step  # fit reads the model (its num_classes) and the pairing through it
-    run.pairing_shards = shards
+    run.pairing_shards, run.num_devices = shards, n
     return run
 
 
