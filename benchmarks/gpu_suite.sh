@@ -18,6 +18,10 @@ run() {  # run LIMIT_S SCRIPT ARGS...
   timeout "$limit" python3 "$@" > "$FLOWJAX_FM_BENCH_RESULTS/$(basename "$1" .py).log" 2>&1
   echo "    exit $? after $((SECONDS - t0)) s"
 }
+# issue 13 first: OT-CFM with the pairing ahead of the step vs in it, against I-CFM (CLI), and the
+# pure-JAX auction against the host solver on the device
+run 240 benchmarks/bench_pairing.py --batch 256 1024 --repeats 1
+run 240 benchmarks/bench_auction.py --sizes 256 1024 4096 --batch 64x64
 run 150 benchmarks/bench_train.py --batch 256 1024 --repeats 3 --budget 0.2
 run 70 benchmarks/bench_sampling.py
 run 70 benchmarks/bench_likelihood.py --no-torch

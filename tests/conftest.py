@@ -25,6 +25,7 @@ collect_ignore = ["workers"]
 # quarters of the default run's time) run in the slow tier, so that `make test` stays under
 # eight minutes. `make test-all` runs them.
 SLOW_TIER = {
+    'tests/test_pairing_prefetch.py::test_prefetch_of_a_device_coupling_matches_in_step',  # 15 s
     # Seen once (fresh-clone CI run, worker gw0, after other files): the jitted LogitNormalTime(-1, 2)
     # draw came back all NaN while eager was finite; it passes alone and in every other full run.
     # Kept out of the default run until the order dependence is found (noted in issue 10's close).
