@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from scipy.optimize import linear_sum_assignment
+from test_assignment import KINDS, make_cost  # the same cost families as the C solver's tests
 
 import flowjax_fm as fm
 from flowjax_fm.couplings import auction_assignment
@@ -16,32 +17,6 @@ _SOLVE = jax.jit(lambda cost, tol: auction_assignment(cost, tol=tol))
 
 def SOLVE(cost, tol=1e-6):  # noqa: N802 - one compilation per shape, shared by the tests
     return _SOLVE(cost, jnp.float32(tol))  # tol traced: a new value does not recompile
-
-
-KINDS = ("uniform", "sqeuclid2", "sqeuclid64", "int_ties", "duplicated", "all_equal", "offset")
-
-
-def make_cost(kind: str, n: int, seed: int) -> np.ndarray:
-    """A float64 cost matrix of the given family."""
-    rng = np.random.default_rng(seed)
-    if kind == "uniform":
-        return rng.uniform(size=(n, n))
-    if kind in ("sqeuclid2", "sqeuclid64"):
-        d = 2 if kind == "sqeuclid2" else 64
-        x0, x1 = rng.normal(size=(n, d)), 1.0 + 0.5 * rng.normal(size=(n, d))
-        return ((x0[:, None] - x1[None]) ** 2).sum(-1)
-    if kind == "int_ties":
-        return rng.integers(0, 4, size=(n, n)).astype(np.float64)
-    if kind == "duplicated":  # few distinct points on each side: many optimal assignments
-        m = max(n // 4, 1)
-        x0 = rng.normal(size=(m, 2))[rng.integers(0, m, n)]
-        x1 = rng.normal(size=(m, 2))[rng.integers(0, m, n)]
-        return ((x0[:, None] - x1[None]) ** 2).sum(-1)
-    if kind == "all_equal":
-        return np.full((n, n), 0.7)
-    if kind == "offset":  # a large common offset, negative entries, a tiny spread
-        return -1e3 + 1e-3 * rng.normal(size=(n, n))
-    raise ValueError(kind)
 
 
 def unit(cost: np.ndarray, bits: int = 27) -> float:
