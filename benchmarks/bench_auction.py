@@ -226,7 +226,14 @@ def preamble(ctx, rows) -> str:
     )
 
 
+def plot(ctx, rows) -> None:
+    single = [dict(r, cpu_ms=1e3 * r["cpu_s"]) for r in rows if r.get("batch") == 1 and r.get("cpu_s")]
+    h.write_plot(ctx.file("png"), single, "n", "cpu_ms", ["method"], title="one assignment, CPU ms",
+                 xlabel="n", ylabel="CPU ms")
+
+
 SUITE = h.Suite(
+    plot=plot,
     name="auction",
     title="Exact OT on the device: pure-JAX auction vs host C solver vs POT",
     doc=__doc__,

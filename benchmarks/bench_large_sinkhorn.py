@@ -317,7 +317,14 @@ def extra_md(ctx, rows) -> str:
     )
 
 
+def plot(ctx, rows) -> None:
+    pairing = [r for r in rows if r.get("part") == "pairing" and r.get("cost")]
+    h.write_plot(ctx.file("png"), pairing, "n", "cost", ["eps_rel"], title="cost per pair of the pairing",
+                 xlabel="points", ylabel="mean squared distance", logy=False)
+
+
 SUITE = h.Suite(
+    plot=plot,
     name="large_sinkhorn",
     title="Large-batch Sinkhorn couplings (online cost): transport cost, time, memory, quality",
     doc=__doc__,
