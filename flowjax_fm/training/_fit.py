@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable
+from concurrent.futures import Future
 
 import jax
 import jax.numpy as jnp
@@ -256,20 +257,19 @@ class _Prefetcher:
     """
 
     def __init__(self, compute, block: int, workers: int, ahead: int, stop: int, concurrent: bool):
-        from concurrent.futures import Future, ThreadPoolExecutor
+        from concurrent.futures import ThreadPoolExecutor
 
         self.compute, self.block, self.stop = compute, block, stop
         self.ahead = ahead if concurrent else 0
         self.pool = (ThreadPoolExecutor(workers, thread_name_prefix="flowjax-fm-pairing")
                      if concurrent else None)
-        self.future = Future
         self.futures: dict = {}
         self.next_block = None
 
     def _submit(self, k: int):
         if self.pool is not None:
             return self.pool.submit(self.compute, k * self.block, self.block)
-        done = self.future()  # between chunks, on this thread
+        done = Future()  # between chunks, on this thread
         done.set_result(self.compute(k * self.block, self.block))
         return done
 
