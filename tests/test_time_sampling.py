@@ -17,6 +17,21 @@ import flowjax_fm as fm
 
 T = fm.time_sampling
 
+def _mode_cdf(scale):
+    """ModeTime's CDF: the inverse of t = u + s (u - sin^2(pi u / 2)), by bisection."""
+
+    def cdf(t):
+        lo, hi = np.zeros_like(t), np.ones_like(t)
+        for _ in range(60):
+            mid = 0.5 * (lo + hi)
+            below = mid + scale * (mid - np.sin(0.5 * np.pi * mid) ** 2) < t
+            lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
+        return 0.5 * (lo + hi)
+
+    return cdf
+
+
+
 # Each case: the sampler, a copy with changed leaves (or itself: no leaves), its scipy CDF.
 REGISTRY = {
     "uniform": (T.UniformTime(), T.UniformTime(), lambda s: stats.uniform().cdf),
@@ -32,6 +47,17 @@ REGISTRY = {
     ),
     "beta": (T.BetaTime(2.0, 5.0), T.BetaTime(0.5, 0.5), lambda s: stats.beta(s.a, s.b).cdf),
     "beta-uniform": (T.BetaTime(), T.BetaTime(3.0, 1.0), lambda s: stats.beta(s.a, s.b).cdf),
+    "mode": (T.ModeTime(scale=1.29), T.ModeTime(scale=-0.5), lambda s: _mode_cdf(s.scale)),
+    "shifted-uniform": (
+        T.ShiftedTime(T.UniformTime(), 3.0),
+        T.ShiftedTime(T.UniformTime(), 0.5),
+        lambda s: (lambda t: s.shift * t / (s.shift * t + 1 - t)),
+    ),
+    "shifted-logit-normal": (
+        T.ShiftedTime(T.LogitNormalTime(0.0, 1.0), 3.0),
+        T.ShiftedTime(T.LogitNormalTime(0.5, 0.7), 0.5),
+        lambda s: (lambda t: stats.norm(s.base.loc - np.log(s.shift), s.base.scale).cdf(logit(t))),
+    ),
 }
 NAMES = sorted(REGISTRY)
 M = 4096  # one draw size for the suite (Beta's rejection sampler is costly to compile)

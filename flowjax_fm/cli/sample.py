@@ -11,8 +11,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
     s = sub.add_parser("sample", help="generate from a trained run", argument_default=argparse.SUPPRESS)
     s.add_argument("--checkpoint", required=True, help="run directory written by train (or reflow)")
     s.add_argument("--n", type=int, help="number of samples (default 2000)")
-    s.add_argument("--solver", help="ODE solver (default: the run's evaluation solver)")
-    s.add_argument("--num-steps", type=int, help="fixed steps (default: the run's, else adaptive)")
+    s.add_argument("--solver", help="ODE solver, or few-step for jumps of a few-step model "
+                   "(default: the run's evaluation solver)")
+    s.add_argument("--num-steps", type=int, help="fixed steps, or jumps with few-step (default: "
+                   "the run's, else adaptive)")
     s.add_argument("--rtol", type=float, help="adaptive tolerances (default: the run's)")
     s.add_argument("--atol", type=float)
     s.add_argument("--seed", type=int)

@@ -34,6 +34,10 @@ def _floats(text: str) -> list[float]:
 _FIELDS = [
     ("--source", "source", str, "toy name, 'normal' or FILE.npy (default 8gaussians; images: normal)"),
     ("--target", "target", str, "toy name, 'digits' or FILE.npy/.npz (default moons)"),
+    ("--objective", "objective", str, "cfm | meanflow | shortcut | consistency (few-step "
+     "objectives train a model of two times and evaluate with --solver few-step)"),
+    ("--guidance-scale", "guidance_scale", float, "meanflow: classifier-free guidance folded "
+     "into training (conditional runs; one evaluation at sampling)"),
     ("--model", "model.name", str, "mlp | unet | a registered model (default by the data)"),
     ("--hidden", "model.hidden", _ints, "MLP widths, comma-separated"),
     ("--activation", "model.activation", str, "MLP activation"),
@@ -65,8 +69,9 @@ _FIELDS = [
     ("--chunk", "chunk", int, "steps per compiled lax.scan chunk"),
     ("--checkpoint-every", "checkpoint_every", int, "steps between checkpoints"),
     ("--log-every", "log_every", int, "steps between metric-log lines (metrics.jsonl, TensorBoard)"),
-    ("--solver", "eval.solver", str, "evaluation solver"),
-    ("--eval-num-steps", "eval.num_steps", int, "evaluation steps of a fixed-step solver"),
+    ("--solver", "eval.solver", str, "evaluation solver (an ODE solver, or few-step)"),
+    ("--eval-num-steps", "eval.num_steps", int, "evaluation steps of a fixed-step solver "
+     "(few-step: jumps)"),
     ("--eval-samples", "eval.samples", int, "points generated for the evaluation"),
     ("--eval-every", "eval.every", int, "also evaluate every this many steps (0: at the end)"),
     ("--guidance-scales", "eval.guidance_scales", _floats, "images: guidance scales evaluated"),

@@ -42,7 +42,7 @@ def model_names() -> tuple[str, ...]:
     return ("mlp", "unet", *sorted(_MODELS))
 
 
-def _mlp(cfg, event_shape, num_classes, seed):
+def _mlp(cfg, event_shape, num_classes, seed, two_time=False):
     from flax import nnx
 
     from flowjax_fm import models
@@ -52,11 +52,12 @@ def _mlp(cfg, event_shape, num_classes, seed):
         cfg.hidden,
         activation=cfg.activation,
         num_classes=num_classes,
+        two_time=two_time,
         rngs=nnx.Rngs(seed),
     )
 
 
-def _unet(cfg, event_shape, num_classes, seed):
+def _unet(cfg, event_shape, num_classes, seed, two_time=False):
     from flax import nnx
 
     from flowjax_fm import models
@@ -69,6 +70,7 @@ def _unet(cfg, event_shape, num_classes, seed):
         channel_mult=cfg.channel_mult,
         num_res_blocks=cfg.num_res_blocks,
         num_classes=num_classes,
+        two_time=two_time,
         rngs=nnx.Rngs(seed),
     )
 
@@ -86,7 +88,7 @@ class Built:
 
 def build(config, event_shape, num_classes: int | None) -> Built:
     """Model, optimiser (:func:`~flowjax_fm.training.make_optimizer`) and step of a resolved config."""
-    from flowjax_fm import couplings, paths, training
+    from flowjax_fm import couplings, losses, paths, training
 
     name = config.model.name
     if name is None or config.path is None or config.coupling is None or config.steps is None:
@@ -94,14 +96,18 @@ def build(config, event_shape, num_classes: int | None) -> Built:
             "build takes a resolved config (every kind default filled in): call "
             "fm.experiments.resolve(config, kind) first"
         )
+    objective_kwargs = {}
+    if config.guidance_scale is not None:
+        objective_kwargs["guidance_scale"] = config.guidance_scale
+    objective = losses.get_objective(config.objective, **objective_kwargs)
     if name == "mlp":
         if config.model.options:
             raise ValueError("model.options are for registered models; the mlp takes hidden, activation")
-        model = _mlp(config.model, event_shape, num_classes, config.seed)
+        model = _mlp(config.model, event_shape, num_classes, config.seed, objective.two_time)
     elif name == "unet":
         if config.model.options:
             raise ValueError("model.options are for registered models; the unet takes channels, ...")
-        model = _unet(config.model, event_shape, num_classes, config.seed)
+        model = _unet(config.model, event_shape, num_classes, config.seed, objective.two_time)
     else:
         made = _MODELS[name](config.model, tuple(event_shape), num_classes, config.seed)
         model = made
@@ -138,5 +144,6 @@ def build(config, event_shape, num_classes: int | None) -> Built:
         accumulate=config.accumulate,
         cond_dropout=config.cond_dropout if conditional and config.cond_dropout else None,
         null_cond=np.int32(num_classes) if conditional else None,
+        objective=objective,
     )
     return Built(model, init, optimizer, step)

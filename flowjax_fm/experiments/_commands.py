@@ -9,6 +9,7 @@ options are the keyword defaults here (``None``: the run's own evaluation settin
 from __future__ import annotations
 
 import dataclasses
+import functools
 from pathlib import Path
 
 import jax
@@ -24,19 +25,20 @@ def _tolerance(name: str, value) -> None:
     check_real(name, value, 0.0, low_open=True, none_ok=True)
 
 
-def _solve_options(run, solver, num_steps, rtol, atol) -> dict:
+def _solve_options(run, solver, num_steps, rtol, atol, *, few_step: bool = False) -> dict:
     from flowjax_fm import sampling
-    from flowjax_fm.experiments._config import FIXED_STEP_SOLVERS
+    from flowjax_fm.experiments._config import FEW_STEP, FIXED_STEP_SOLVERS
 
     e = run.config.eval
     solver = e.solver if solver is None else solver
-    if solver not in sampling.SOLVER_NAMES:
-        raise ValueError(f"unknown solver {solver!r}; choose one of {sorted(sampling.SOLVER_NAMES)}")
+    names = sorted([*sampling.SOLVER_NAMES, FEW_STEP]) if few_step else sorted(sampling.SOLVER_NAMES)
+    if solver not in names:
+        raise ValueError(f"unknown solver {solver!r}; choose one of {names}")
     if num_steps is None and solver == e.solver:
         num_steps = e.num_steps
     if num_steps is not None:
         check_positive_int("--num-steps", num_steps)
-    if solver in FIXED_STEP_SOLVERS and num_steps is None:
+    if solver in (*FIXED_STEP_SOLVERS, FEW_STEP) and num_steps is None:
         raise ValueError(f"--solver {solver} takes a fixed number of steps: give --num-steps")
     _tolerance("--rtol", rtol)
     _tolerance("--atol", atol)
@@ -115,6 +117,8 @@ def sample(
     """
     from flowjax_fm import sampling
     from flowjax_fm.experiments import _plots
+    from flowjax_fm.experiments._config import FEW_STEP
+    from flowjax_fm.experiments._generate import generate
     from flowjax_fm.experiments._rundir import fresh_directory, load_run, make_directory
 
     check_positive_int("--n", n)
@@ -122,7 +126,7 @@ def sample(
     check_positive_int("--max-trajectories", max_trajectories)
     check_real("--guidance", guidance)
     run = load_run(run_dir)
-    opts = _solve_options(run, solver, num_steps, rtol, atol)
+    opts = _solve_options(run, solver, num_steps, rtol, atol, few_step=True)
     params = run.params(ema)
     cond = _label_cond(run, label, n)
     if run.kind == "images" and (trajectories or encode):
@@ -132,21 +136,24 @@ def sample(
     points = _load_points_for(run, encode, "--encode") if encode else None
     out = fresh_directory(run.directory, out, "sample")
     key = jax.random.key(seed)
-    field = run.field(ema)
-    if cond is not None:
-        field = sampling.guided_field(field, float(guidance), run.num_classes)
+    if points is not None and opts["solver"] == FEW_STEP:
+        raise ValueError(
+            f"--encode integrates the velocity backwards: choose an ODE --solver, not {FEW_STEP}"
+        )
     x0 = jnp.asarray(run.draw_source(key, n))
+    cond = None if cond is None else jnp.asarray(cond)
+    gen = functools.partial(generate, run.model, params, run.config.objective, cond=cond,
+                            guidance=None if cond is None else float(guidance),
+                            num_classes=run.num_classes, **opts)
     try:
-        res = sampling.sample(field, x0, cond=None if cond is None else jnp.asarray(cond), **opts)
+        res = gen(x0)
         x = np.asarray(res.x)
         traj = None
         if trajectories:
-            traj = np.asarray(
-                sampling.sample(
-                    field, x0, save_trajectory=True, trajectory_points=trajectory_points, **opts
-                ).trajectory
-            )
-        z = np.asarray(sampling.encode(field, jnp.asarray(points), **opts).x) if points is not None else None
+            traj = np.asarray(gen(x0, save_trajectory=True, trajectory_points=trajectory_points).trajectory)
+        z = None
+        if points is not None:
+            z = np.asarray(sampling.encode(run.field(ema), jnp.asarray(points), **opts).x)
     except RuntimeError as err:
         raise _solver_failed(err, opts) from None
     make_directory(out)

@@ -37,11 +37,12 @@ class ModelConfig:
 
     ``hidden`` / ``activation`` are the MLP's, ``channels`` / ``channel_mult`` /
     ``num_res_blocks`` the UNet's; ``options`` are keyword arguments for a registered model.
+    The MLP's defaults depend on the objective (:data:`OBJECTIVE_DEFAULTS`).
     """
 
     name: str | None = None
-    hidden: tuple[int, ...] = (64, 64, 64)
-    activation: str = "selu"
+    hidden: tuple[int, ...] | None = None
+    activation: str | None = None
     channels: int = 16
     channel_mult: tuple[int, ...] = (1, 2)
     num_res_blocks: int = 1
@@ -77,10 +78,18 @@ class RunConfig:
     ``source`` / ``target``: a toy name of :mod:`flowjax_fm.data`, ``"digits"`` (target),
     ``"normal"`` (source: N(0, I) shaped like the target) or a ``.npy`` / ``.npz`` file (stored
     as an absolute path; the run directory records its sha256).
+
+    ``objective``: ``cfm`` (flow matching, sampled with an ODE solver) or a few-step
+    objective of :data:`flowjax_fm.losses.OBJECTIVES` (``meanflow``, ``shortcut``,
+    ``consistency``: evaluated with ``eval.solver = "few-step"`` and ``eval.num_steps``
+    jumps). ``guidance_scale`` is MeanFlow's classifier-free guidance folded into training
+    (conditional runs only).
     """
 
     source: str | None = None
     target: str = "moons"
+    objective: str = "cfm"
+    guidance_scale: float | None = None
     model: ModelConfig = ModelConfig()
     coupling: str | None = None
     path: str | None = None
@@ -152,6 +161,21 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
         "eval.solver": "midpoint",
         "eval.num_steps": 10,
     },
+}
+
+FEW_STEP = "few-step"  # eval.solver of the few-step objectives: jumps of the average velocity
+
+# defaults that depend on the objective, applied before the kind's (for a few-step objective the
+# MLP is wider, as in the MeanFlow calibration of issue 14, and evaluation is one jump)
+OBJECTIVE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "cfm": {},
+    "meanflow": {"eval.solver": FEW_STEP, "eval.num_steps": 1},
+    "shortcut": {"eval.solver": FEW_STEP, "eval.num_steps": 1},
+    "consistency": {"eval.solver": FEW_STEP, "eval.num_steps": 1},
+}
+MLP_DEFAULTS = {
+    "cfm": {"model.hidden": (64, 64, 64), "model.activation": "selu"},
+    "few-step": {"model.hidden": (256, 256, 256), "model.activation": "silu"},
 }
 
 # fields that only mean something for one kind or one model: a non-default value elsewhere is refused
@@ -263,8 +287,16 @@ def resolve(config: RunConfig, kind: str) -> RunConfig:
     """
     if kind not in KINDS:
         raise ValueError(f"unknown run kind {kind!r}")
-    changes = {k: v for k, v in TASK_DEFAULTS[kind].items() if _get(config, k) is None}
+    from flowjax_fm.losses import OBJECTIVES
+
+    _choice("objective", config.objective, OBJECTIVES)
+    defaults = {**TASK_DEFAULTS[kind], **OBJECTIVE_DEFAULTS[config.objective]}
+    changes = {k: v for k, v in defaults.items() if _get(config, k) is None}
     config = override(config, changes) if changes else config
+    if config.model.name == "mlp":
+        mlp = MLP_DEFAULTS["cfm" if config.objective == "cfm" else "few-step"]
+        changes = {k: v for k, v in mlp.items() if _get(config, k) is None}
+        config = override(config, changes) if changes else config
     for key, (what, value) in _ONLY.items():
         actual = kind if what == "kind" else config.model.name
         if actual in ("mlp", "unet", "points", "images") and actual != value:
@@ -288,7 +320,21 @@ def _validate(c: RunConfig, kind: str) -> None:
 
     _choice("coupling", c.coupling, couplings.COUPLINGS)
     _choice("path", c.path, paths.PATHS)
-    _choice("eval.solver", c.eval.solver, sampling.SOLVER_NAMES)
+    _choice("eval.solver", c.eval.solver, (*sampling.SOLVER_NAMES, FEW_STEP))
+    if c.objective == "consistency" and c.eval.solver != FEW_STEP:
+        raise ValueError(
+            "a consistency model predicts the jump to t = 1, not a velocity: eval.solver must be "
+            f"{FEW_STEP!r}"
+        )
+    if c.guidance_scale is not None:
+        check_real("guidance_scale", c.guidance_scale)
+        if not c.cond_dropout:
+            raise ValueError("guidance_scale trains with condition dropout: set cond_dropout > 0")
+        if c.objective != "meanflow":
+            raise ValueError(
+                f"guidance_scale is MeanFlow's guidance in training; this run's objective is "
+                f"{c.objective!r} (guide at sampling time with --guidance)"
+            )
     _choice("model", c.model.name, model_names())
     _choice("schedule", c.schedule, ("constant", "cosine"))
     _choice("coupling scope", c.coupling_scope, ("global", "per_shard"))
@@ -321,7 +367,7 @@ def _validate(c: RunConfig, kind: str) -> None:
         raise ValueError(f"epsilon is the Sinkhorn regularisation; this run's coupling is {c.coupling!r}")
     if c.sigma is not None and c.path == "vp":
         raise ValueError("the vp path has no width: drop sigma")
-    if c.eval.solver in FIXED_STEP_SOLVERS and c.eval.num_steps is None:
+    if c.eval.solver in (*FIXED_STEP_SOLVERS, FEW_STEP) and c.eval.num_steps is None:
         raise ValueError(
             f"eval.solver {c.eval.solver!r} takes a fixed number of steps: give eval.num_steps "
             "(--eval-num-steps), or choose an adaptive solver (dopri5, tsit5, ...)"

@@ -10,29 +10,34 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from flowjax_fm.experiments._config import FEW_STEP
+
 __all__ = ["Evaluator", "make_image_sampler"]
 
 
-def make_image_sampler(model, *, num_classes, solver: str, num_steps, rtol=1e-4, atol=1e-4):
+def make_image_sampler(model, *, num_classes, solver: str, num_steps, rtol=1e-4, atol=1e-4,
+                       objective: str = "cfm"):
     """A jitted ``gen(params, key, labels, scale, image_shape, n=None) -> (x, nfe)``.
 
     ``params``, ``labels`` and ``scale`` are traced, so every guidance scale and every
     checkpoint reuses one compiled solve. ``labels=None`` samples unconditionally (the null
     class of a conditional model); otherwise ``n = len(labels)`` and the field is guided.
+    ``solver="few-step"`` samples with ``num_steps`` jumps (see
+    :func:`~flowjax_fm.experiments._generate.generate`).
     """
-    from flowjax_fm import sampling, training
+    from flowjax_fm.experiments._generate import generate
 
     opts = dict(solver=solver, num_steps=num_steps, rtol=rtol, atol=atol)
 
     @jax.jit
     def guided(params, x0, labels, scale):
-        field = sampling.guided_field(training.make_vector_field(model, params), scale, num_classes)
-        res = sampling.sample(field, x0, cond=labels, **opts)
+        res = generate(model, params, objective, x0, cond=labels, guidance=scale,
+                       num_classes=num_classes, **opts)
         return res.x, res.nfe
 
     @jax.jit
     def plain(params, x0):
-        res = sampling.sample(training.make_vector_field(model, params), x0, **opts)
+        res = generate(model, params, objective, x0, **opts)
         return res.x, res.nfe
 
     def gen(params, key, labels, scale, image_shape, n=None):
@@ -64,6 +69,7 @@ class Evaluator:
                 num_steps=config.eval.num_steps,
                 rtol=config.eval.rtol,
                 atol=config.eval.atol,
+                objective=config.objective,
             )
             if task.num_classes is not None:
                 self._classifier(workdir, is_main)
@@ -86,20 +92,36 @@ class Evaluator:
 
     # -- points ------------------------------------------------------------------------------
 
+    def _generate(self, params, x0, num_steps=None, **kw):
+        from flowjax_fm.experiments._generate import generate
+
+        e = self.config.eval
+        return generate(self.model, params, self.config.objective, x0, solver=e.solver,
+                        num_steps=e.num_steps if num_steps is None else num_steps, rtol=e.rtol,
+                        atol=e.atol, **kw)
+
     def _points(self, params, n: int):
-        from flowjax_fm import metrics, sampling, training
+        from flowjax_fm import metrics
         from flowjax_fm.experiments._data import draw
 
         e = self.config.eval
         k0, k1 = jax.random.split(self.key)
         x0 = jnp.asarray(draw(self.task.source, k0, n, self.task.event_shape))
         x_ref = draw(self.task.target, k1, n, self.task.event_shape)
-        field = training.make_vector_field(self.model, params)
-        res = sampling.sample(field, x0, solver=e.solver, num_steps=e.num_steps, rtol=e.rtol, atol=e.atol)
+        res = self._generate(params, x0)
         x_gen = np.asarray(res.x)
         m = min(len(x_gen), len(x_ref))
         w2 = float(metrics.wasserstein(x_gen[:m].reshape(m, -1), x_ref[:m].reshape(m, -1), p=2))
-        return {"w2": w2, "nfe": int(res.nfe), "eval_samples": int(m)}, (field, x0, x_gen, x_ref)
+        out = {"w2": w2, "nfe": int(res.nfe), "eval_samples": int(m)}
+        if e.solver == FEW_STEP:  # few-step runs: W2 at 1, 2 and 4 jumps as well
+            for k in (1, 2, 4):
+                if k != e.num_steps:
+                    xk = np.asarray(self._generate(params, x0, num_steps=k).x)
+                    out[f"w2_{k}step"] = float(metrics.wasserstein(
+                        xk[:m].reshape(m, -1), x_ref[:m].reshape(m, -1), p=2))
+                else:
+                    out[f"w2_{k}step"] = w2
+        return out, (x0, x_gen, x_ref)
 
     # -- images ------------------------------------------------------------------------------
 
@@ -139,22 +161,14 @@ class Evaluator:
 
     def final(self, params, workdir: Path | None) -> dict:
         """The final evaluation; with ``workdir``, also the samples and figures."""
-        from flowjax_fm import metrics, sampling
+        from flowjax_fm import metrics
         from flowjax_fm.experiments import _plots
 
         e = self.config.eval
         if self.task.kind == "points":
-            result, (field, x0, x_gen, x_ref) = self._points(params, e.samples)
+            result, (x0, x_gen, x_ref) = self._points(params, e.samples)
             if workdir is not None:
-                traj = sampling.sample(
-                    field,
-                    x0[:300],
-                    solver=e.solver,
-                    num_steps=e.num_steps,
-                    rtol=e.rtol,
-                    atol=e.atol,
-                    save_trajectory=True,
-                ).trajectory
+                traj = self._generate(params, x0[:300], save_trajectory=True).trajectory
                 _plots.plot_points(workdir / "samples.png", x_gen, x_ref)
                 _plots.plot_trajectories(workdir / "trajectories.png", traj)
                 np.save(workdir / "samples.npy", x_gen)

@@ -158,10 +158,11 @@ class Run:
         return self.state.ema if ema else self.state.params
 
     def field(self, ema: bool = False):
-        """The vector field ``v(x, t, cond=None)`` of the run's params (or EMA)."""
-        from flowjax_fm import training
+        """The vector field ``v(x, t, cond=None)`` of the run's params (or EMA); for a model of
+        two times its instantaneous velocity (a consistency model has none: ValueError)."""
+        from flowjax_fm.experiments._generate import velocity_field
 
-        return training.make_vector_field(self.model, self.params(ema))
+        return velocity_field(self.model, self.params(ema), self.config.objective)
 
     def draw_source(self, key, n: int):
         from flowjax_fm.experiments._data import draw

@@ -10,8 +10,38 @@ from flowjax_fm.losses._cfm import (
     regress,
     sample_conditional,
 )
+from flowjax_fm.losses._few_step import (
+    OBJECTIVES,
+    AbstractObjective,
+    CFMObjective,
+    CondDrop,
+    ConsistencyObjective,
+    MeanFlowObjective,
+    ShortcutObjective,
+    call_two_time,
+    consistency_loss,
+    get_objective,
+    meanflow_loss,
+    shortcut_loss,
+)
+from flowjax_fm.losses._weighting import cosmap_weight, logit_normal_weight, sigma_sqrt_weight
 
 __all__ = [
+    "OBJECTIVES",
+    "AbstractObjective",
+    "CFMObjective",
+    "CondDrop",
+    "ConsistencyObjective",
+    "MeanFlowObjective",
+    "ShortcutObjective",
+    "call_two_time",
+    "consistency_loss",
+    "get_objective",
+    "meanflow_loss",
+    "shortcut_loss",
+    "cosmap_weight",
+    "logit_normal_weight",
+    "sigma_sqrt_weight",
     "ConditionalSample",
     "call_field",
     "cfm_loss",

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from flowjax_fm._checks import (
+    check_bool,
     check_choice,
     check_int,
     check_labels,
@@ -20,7 +21,7 @@ from flowjax_fm._checks import (
 
 __all__ = [
     "MLP", "time_features", "cond_features", "class_labels", "check_conditioning", "check_rngs",
-    "check_sizes", "check_times", "ACTIVATIONS",
+    "check_sizes", "check_times", "end_time", "ACTIVATIONS",
 ]
 
 ACTIVATIONS = {
@@ -70,6 +71,32 @@ def check_times(t) -> None:
     shape, dtype = jnp.shape(t), jnp.result_type(t)
     if len(shape) != 1 or not jnp.issubdtype(dtype, jnp.floating):
         raise ValueError(f"t must be a float array of shape (B,), got shape {shape} and dtype {dtype}")
+
+
+def end_time(model: str, two_time: bool, r, batch: int):
+    """Check the end time ``r`` of a call against the kind of model; ``r`` itself or ``None``.
+
+    A one-time model refuses ``r``; a two-time model needs it, of shape ``(batch,)``.
+
+    Raises:
+      ValueError: ``r`` given to a one-time model, missing for a two-time model, or not
+        of shape ``(batch,)``.
+    """
+    if r is None:
+        if two_time:
+            raise ValueError(
+                f"a two-time model needs r=... (the end time of the jump, shape ({batch},)); "
+                f"this {model} was built with two_time=True"
+            )
+        return None
+    if not two_time:
+        raise ValueError(
+            f"this model takes one time; build it with two_time=True to pass r (got r of "
+            f"shape {jnp.shape(r)} for a one-time {model})"
+        )
+    if jnp.shape(r) != (batch,):
+        raise ValueError(f"r must have shape ({batch},) like t, got {jnp.shape(r)}")
+    return r
 
 
 def check_sizes(name: str, values, *, allow_empty: bool = False) -> tuple[int, ...]:
@@ -149,6 +176,25 @@ class MLP(nnx.Module):
 
     .. math:: h_0 = [\,x,\ \phi(t),\ e(c)\,]
 
+    **Two times** (``two_time=True``, for few-step objectives such as MeanFlow and shortcut
+    models): ``model(x, t, r=r)`` represents the average velocity over the jump from ``t``
+    to ``r`` (both ``(B,)``),
+
+    .. math::
+       u_\theta(x_t, t, r) \approx \frac{1}{r - t} \int_t^r v(x_s, s)\, ds, \qquad
+       x_r = x_t + (r - t)\, u_\theta(x_t, t, r),
+
+    and the gap :math:`d = r - t` enters through the same embedding as ``t`` (the same
+    frequencies):
+
+    .. math:: h_0 = [\,x,\ \phi(t),\ \phi(r - t),\ e(c)\,]
+
+    Embedding ``t`` and the gap rather than ``t`` and ``r`` follows MeanFlow (whose best
+    input pair is :math:`(t, t - r)` with noise at ``t = 1``; we put noise at ``t = 0``, so a
+    forward jump has :math:`d = r - t \ge 0`) and shortcut models (which embed the step
+    size). :math:`d = 0` is an ordinary input, not a special case: at ``r = t`` the model is
+    an ordinary velocity field :math:`v_\theta(x, t)`.
+
     * ``num_classes=K``: ``cond`` is integer labels ``(B,)`` in ``[0, K]`` and :math:`e` a
       learned embedding; label ``K`` is the null class of classifier-free guidance.
     * ``cond_dim=k``: ``cond`` is a float array ``(B, k)`` (or ``(B,)`` when ``k = 1``) and
@@ -175,15 +221,20 @@ class MLP(nnx.Module):
       class_embed_dim: size of the learned label embedding, an int >= 1.
       cond_dim: optional size ``k`` of a continuous condition (``cond=c``, ``(B, k)`` float),
         an int >= 1.
+      two_time: ``True`` for a two-time model ``model(x, t, r=r)`` (the average velocity
+        from ``t`` to ``r``, above); ``False`` (the default) for ``model(x, t)``. Read back
+        as ``model.two_time``.
       rngs: ``nnx.Rngs`` for initialisation.
 
     Ints may be Python or NumPy ints; bools are refused.
 
     Raises:
-      ValueError: at construction, a size out of its range, an unknown activation name or
-        both ``num_classes`` and ``cond_dim``; at call time, ``x`` not of event size ``dim``,
-        ``t`` not ``(B,)``, a ``cond`` that does not fit the model (quoting its shape and
-        dtype; float labels point to ``cond_dim``), or concrete labels outside ``[0, K]``.
+      ValueError: at construction, a size out of its range, an unknown activation name,
+        both ``num_classes`` and ``cond_dim``, or ``two_time`` not a bool; at call time,
+        ``x`` not of event size ``dim``, ``t`` not ``(B,)``, ``r`` given to a one-time model,
+        missing for a two-time model or not ``(B,)``, a ``cond`` that does not fit the model
+        (quoting its shape and dtype; float labels point to ``cond_dim``), or concrete labels
+        outside ``[0, K]``.
       TypeError: ``activation`` neither a name nor a callable, ``rngs`` not an ``nnx.Rngs``.
       RuntimeError: at run time under ``jit``, labels outside ``[0, K]``.
 
@@ -199,6 +250,15 @@ class MLP(nnx.Module):
       >>> bool(jnp.allclose(cmodel(jnp.zeros((5, 2)), jnp.zeros(5)),
       ...                   cmodel(jnp.zeros((5, 2)), jnp.zeros(5), cond=cmodel.null_cond(5))))
       True
+
+      A two-time model, class-conditional, jumping from ``t = 0`` to ``r = 1`` in one step:
+
+      >>> umodel = MLP(2, (16,), time_frequencies=4, num_classes=3, two_time=True,
+      ...              rngs=nnx.Rngs(0))
+      >>> x0, t, r = jnp.zeros((5, 2)), jnp.zeros(5), jnp.ones(5)
+      >>> x1 = x0 + (r - t)[:, None] * umodel(x0, t, cond=jnp.array([0, 1, 2, 3, 3]), r=r)
+      >>> umodel.two_time, x1.shape
+      (True, (5, 2))
     """
 
     def __init__(
@@ -211,6 +271,7 @@ class MLP(nnx.Module):
         num_classes: int | None = None,
         class_embed_dim: int = 16,
         cond_dim: int | None = None,
+        two_time: bool = False,
         rngs: nnx.Rngs,
     ):
         if isinstance(activation, str):
@@ -225,13 +286,15 @@ class MLP(nnx.Module):
         time_frequencies = check_int("time_frequencies", time_frequencies, 0)
         class_embed_dim = check_positive_int("class_embed_dim", class_embed_dim)
         num_classes, cond_dim = check_conditioning(num_classes, cond_dim)
+        two_time = check_bool("two_time", two_time)
         check_rngs(rngs)
         self.dim = dim
         self.activation = activation
         self.time_frequencies = time_frequencies
         self.num_classes = num_classes
         self.cond_dim = cond_dim
-        extra = 1 + 2 * time_frequencies
+        self.two_time = two_time
+        extra = (2 if two_time else 1) * (1 + 2 * time_frequencies)  # phi(t) [and phi(r - t)]
         if num_classes is not None:
             self.class_embed = nnx.Embed(num_classes + 1, class_embed_dim, rngs=rngs)
             extra += class_embed_dim
@@ -252,7 +315,9 @@ class MLP(nnx.Module):
             return jnp.full((batch, self.cond_dim), jnp.nan, jnp.float32)
         return None
 
-    def __call__(self, x: jax.Array, t: jax.Array, cond: jax.Array | None = None) -> jax.Array:
+    def __call__(
+        self, x: jax.Array, t: jax.Array, cond: jax.Array | None = None, r: jax.Array | None = None
+    ) -> jax.Array:
         batch, event = x.shape[0], x.shape[1:]
         flat = x.reshape(batch, -1)
         if flat.shape[1] != self.dim:
@@ -261,7 +326,11 @@ class MLP(nnx.Module):
             raise ValueError(f"t must have shape ({batch},), got {jnp.shape(t)}")
         if not jnp.issubdtype(flat.dtype, jnp.floating):
             raise ValueError(f"x must be floating point, got dtype {flat.dtype}")
-        feats = [flat, time_features(t.astype(flat.dtype), self.time_frequencies)]
+        r = end_time("MLP", self.two_time, r, batch)
+        t = t.astype(flat.dtype)
+        feats = [flat, time_features(t, self.time_frequencies)]
+        if r is not None:
+            feats.append(time_features(r.astype(flat.dtype) - t, self.time_frequencies))
         if self.num_classes is not None:
             if cond is None:
                 labels = self.null_cond(batch)

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from flowjax_fm._checks import check_int, check_positive_int, check_real
+from flowjax_fm._checks import check_bool, check_int, check_positive_int, check_real
 from flowjax_fm.models._mlp import (
     check_conditioning,
     check_rngs,
@@ -17,6 +17,7 @@ from flowjax_fm.models._mlp import (
     check_times,
     class_labels,
     cond_features,
+    end_time,
 )
 
 __all__ = ["UNet", "sinusoidal_embedding"]
@@ -144,6 +145,17 @@ class UNet(nnx.Module):
 
     ``cond=None`` on a conditional UNet means the null condition for the whole batch.
 
+    **Two times** (``two_time=True``, for few-step objectives such as MeanFlow and shortcut
+    models): ``net(x, t, r=r)`` represents the average velocity over the jump from ``t`` to
+    ``r`` (both ``(B,)``), :math:`x_r = x_t + (r - t)\, u_\theta(x_t, t, r)` (see
+    :class:`~flowjax_fm.models.MLP`). The gap :math:`d = r - t` gets the same sinusoidal
+    embedding as ``t``, and the time MLP reads both:
+
+    .. math:: e = \mathrm{MLP}_t([\,\phi(t),\ \phi(r - t)\,]) + e_c(c)
+
+    (only the first layer of :math:`\mathrm{MLP}_t` is wider). :math:`d = 0` is an ordinary
+    input, not a special case: at ``r = t`` the UNet is an ordinary velocity field.
+
     Args:
       in_channels: image channels ``C`` (also the output channels), an int >= 1.
       channels: base width (channels of the first level), an int >= 1.
@@ -160,15 +172,19 @@ class UNet(nnx.Module):
         width ``channels * channel_mult[-1]``.
       num_groups: GroupNorm groups, an int >= 1 (each norm uses the gcd of its width and
         ``num_groups``).
+      two_time: ``True`` for a two-time UNet ``net(x, t, r=r)`` (above); ``False`` (the
+        default) for ``net(x, t)``. Read back as ``net.two_time``.
       rngs: ``nnx.Rngs`` for initialisation.
 
     Ints may be Python or NumPy ints; bools are refused.
 
     Raises:
       ValueError: at construction, a size out of its range, ``num_heads`` not dividing the
-        lowest-resolution width, or both ``num_classes`` and ``cond_dim``; at call time, if
-        ``x`` is not ``(B, H, W, in_channels)`` with ``H`` and ``W`` divisible by
-        ``2 ** (len(channel_mult) - 1)``, or ``t`` is not ``(B,)``; if ``cond`` is given to
+        lowest-resolution width, both ``num_classes`` and ``cond_dim``, or ``two_time`` not a
+        bool; at call time, if ``x`` is not ``(B, H, W, in_channels)`` with ``H`` and ``W``
+        divisible by ``2 ** (len(channel_mult) - 1)``, or ``t`` is not ``(B,)``; if ``r`` is
+        given to a one-time UNet, missing for a two-time UNet or not ``(B,)``; if ``cond`` is
+        given to
         an unconditional UNet, or is not ``(B,)`` integer labels (``num_classes``; float
         labels point to ``cond_dim``) / a ``(B, cond_dim)`` float array (``cond_dim``), or
         concrete labels fall outside ``[0, K]``.
@@ -184,6 +200,11 @@ class UNet(nnx.Module):
       >>> vnet = UNet(1, channels=8, channel_mult=(1, 2), cond_dim=3, rngs=nnx.Rngs(0))
       >>> vnet(jnp.zeros((2, 8, 8, 1)), jnp.zeros(2), cond=jnp.ones((2, 3))).shape
       (2, 8, 8, 1)
+      >>> unet = UNet(1, channels=8, channel_mult=(1, 2), num_classes=10, two_time=True,
+      ...             rngs=nnx.Rngs(0))
+      >>> unet(jnp.zeros((2, 8, 8, 1)), jnp.zeros(2), cond=jnp.array([3, 10]),
+      ...      r=jnp.array([0.5, 1.0])).shape
+      (2, 8, 8, 1)
     """
 
     def __init__(
@@ -197,6 +218,7 @@ class UNet(nnx.Module):
         cond_dim: int | None = None,
         num_heads: int = 4,
         num_groups: int = 8,
+        two_time: bool = False,
         rngs: nnx.Rngs,
     ):
         in_channels = check_positive_int("in_channels", in_channels)
@@ -206,6 +228,7 @@ class UNet(nnx.Module):
         num_heads = check_positive_int("num_heads", num_heads)
         num_groups = check_positive_int("num_groups", num_groups)
         num_classes, cond_dim = check_conditioning(num_classes, cond_dim)
+        two_time = check_bool("two_time", two_time)
         check_rngs(rngs)
         lowest = channels * channel_mult[-1]
         if lowest % num_heads:
@@ -217,10 +240,12 @@ class UNet(nnx.Module):
         self.channel_mult = channel_mult
         self.num_classes = num_classes
         self.cond_dim = cond_dim
+        self.two_time = two_time
         self.emb_size = 4 * channels
         emb = self.emb_size
         self.time_dim = channels + channels % 2  # sinusoidal features come in sin/cos pairs
-        self.time_mlp1 = nnx.Linear(self.time_dim, emb, rngs=rngs)
+        # phi(t), and phi(r - t) beside it for a two-time UNet
+        self.time_mlp1 = nnx.Linear((2 if two_time else 1) * self.time_dim, emb, rngs=rngs)
         self.time_mlp2 = nnx.Linear(emb, emb, rngs=rngs)
         self.class_embed = (
             nnx.Embed(num_classes + 1, emb, rngs=rngs) if num_classes is not None else None
@@ -263,7 +288,7 @@ class UNet(nnx.Module):
         self.norm_out = nnx.GroupNorm(c, num_groups=_groups(c, num_groups), rngs=rngs)
         self.conv_out = nnx.Conv(c, in_channels, (3, 3), rngs=rngs)
 
-    def _check(self, x, t, cond):
+    def _check(self, x, t, cond, r):
         factor = 2 ** (len(self.channel_mult) - 1)
         shape = jnp.shape(x)
         if len(shape) != 4 or shape[-1] != self.in_channels:
@@ -280,6 +305,7 @@ class UNet(nnx.Module):
             )
         if jnp.shape(t) != (shape[0],):
             raise ValueError(f"t must have shape ({shape[0]},), got {jnp.shape(t)}")
+        end_time("UNet", self.two_time, r, shape[0])
         if cond is not None and self.cond_dim is None:
             if self.class_embed is None:
                 raise ValueError(
@@ -297,10 +323,16 @@ class UNet(nnx.Module):
             return jnp.full((batch, self.cond_dim), jnp.nan, jnp.float32)
         return None
 
-    def __call__(self, x: jax.Array, t: jax.Array, cond: jax.Array | None = None) -> jax.Array:
-        cond = self._check(x, t, cond)
+    def __call__(
+        self, x: jax.Array, t: jax.Array, cond: jax.Array | None = None, r: jax.Array | None = None
+    ) -> jax.Array:
+        cond = self._check(x, t, cond, r)
         batch = x.shape[0]
-        emb = sinusoidal_embedding(t.astype(x.dtype), self.time_dim)
+        t = t.astype(x.dtype)
+        emb = sinusoidal_embedding(t, self.time_dim)
+        if r is not None:
+            gap = sinusoidal_embedding(r.astype(x.dtype) - t, self.time_dim)
+            emb = jnp.concatenate([emb, gap], axis=-1)
         emb = self.time_mlp2(jax.nn.silu(self.time_mlp1(emb)))
         if self.class_embed is not None:
             labels = jnp.full((batch,), self.num_classes, jnp.int32) if cond is None else cond

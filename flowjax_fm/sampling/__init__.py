@@ -5,6 +5,8 @@ Generation pushes source samples (``t = 0``) to the data end (``t = 1``) with :f
 :mod:`flowjax_fm.time_sampling` (which draws training times).
 """
 
+from flowjax_fm.sampling._few_step import sample_few_step
+from flowjax_fm.sampling._grids import time_grid
 from flowjax_fm.sampling._guidance import guided_field
 from flowjax_fm.sampling._sample import SampleResult, encode, round_trip_error, sample
 from flowjax_fm.sampling._solvers import RK4, SOLVER_NAMES, RK4ThreeEighths
@@ -18,4 +20,6 @@ __all__ = [
     "guided_field",
     "round_trip_error",
     "sample",
+    "sample_few_step",
+    "time_grid",
 ]

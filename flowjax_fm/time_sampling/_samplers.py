@@ -126,28 +126,45 @@ class BetaTime(AbstractTime):
         return jax.random.beta(key, self.a, self.b, (n,), dtype)
 
 
-_TIMES = {"uniform": UniformTime, "logit-normal": LogitNormalTime, "beta": BetaTime}
+def _times() -> dict[str, type]:
+    """The samplers by name (``_schedules`` builds on this module, so it is imported here)."""
+    from flowjax_fm.time_sampling._schedules import ModeTime, ShiftedTime
+
+    return {
+        "uniform": UniformTime,
+        "logit-normal": LogitNormalTime,
+        "beta": BetaTime,
+        "mode": ModeTime,
+        "shifted": ShiftedTime,
+    }
 
 
 def get_time_sampler(name: str, **kwargs) -> AbstractTime:
-    """Build a time sampler by name (``uniform``, ``logit-normal``, ``beta``).
+    """Build a time sampler by name (``uniform``, ``logit-normal``, ``beta``, ``mode``, ``shifted``).
 
     Args:
-      name: ``uniform``, ``logit-normal`` or ``beta``.
-      **kwargs: the sampler's fields (``loc``, ``scale``; ``a``, ``b``), checked by it.
+      name: ``uniform``, ``logit-normal``, ``beta``, ``mode`` (:class:`ModeTime`) or
+        ``shifted`` (:class:`ShiftedTime`).
+      **kwargs: the sampler's fields (``loc``, ``scale``; ``a``, ``b``; ``scale``; ``base``,
+        ``shift``), checked by it.
 
     Raises:
       ValueError: for an unknown name (the message lists the valid ones), an argument the
         sampler does not take, or a value out of its range.
+      TypeError: a required field missing (``shifted`` needs ``base`` and ``shift``), or a
+        ``base`` that is not a sampler.
 
     Examples:
       >>> get_time_sampler("uniform")
       UniformTime()
+      >>> get_time_sampler("shifted", base=get_time_sampler("mode"), shift=3.0)
+      ShiftedTime(base=ModeTime(scale=1.29), shift=3.0)
       >>> get_time_sampler("beta", a=0.0)
       Traceback (most recent call last):
       ...
       ValueError: a must be a finite number in (0, inf), got 0.0
     """
-    check_choice("time sampler", name, sorted(_TIMES))
-    check_kwargs("time sampler", name, _TIMES[name], kwargs)
-    return _TIMES[name](**kwargs)
+    times = _times()
+    check_choice("time sampler", name, sorted(times))
+    check_kwargs("time sampler", name, times[name], kwargs)
+    return times[name](**kwargs)

@@ -47,8 +47,14 @@ def _is_linen(obj) -> bool:
     return isinstance(obj, linen.Module) or (isinstance(obj, type) and issubclass(obj, linen.Module))
 
 
-def _call(fn, x, t, cond):
-    return fn(x, t) if cond is None else fn(x, t, cond=cond)
+def _call(fn, x, t, cond, r=None):
+    """``fn(x, t)``, with ``cond=`` and (a two-time model) ``r=`` only when given."""
+    kwargs = {}
+    if cond is not None:
+        kwargs["cond"] = cond
+    if r is not None:
+        kwargs["r"] = r
+    return fn(x, t, **kwargs)
 
 
 @pytree_dataclass
@@ -61,7 +67,10 @@ class ModelApply:
     (NNX non-parameter variables, equinox integer arrays). ``num_classes`` is the model's
     number of classes when it is class-conditional (its ``num_classes`` attribute; labels
     then lie in ``[0, num_classes]``, ``num_classes`` being the null class), else ``None``:
-    the training drivers check labels against it.
+    the training drivers check labels against it. ``two_time`` is the model's ``two_time``
+    attribute (``True``: a model of two times, called with the end time as ``r=r``; see
+    :func:`~flowjax_fm.losses.meanflow_loss`), ``None`` when the model does not say (a plain
+    function, most equinox modules).
 
     Raises:
       ValueError: ``kind`` not one of the three, or ``num_classes`` not ``None`` or an int
@@ -72,38 +81,46 @@ class ModelApply:
     kind: str = static_field()
     static: Any = static_field()
     num_classes: int | None = static_field(default=None)
+    two_time: bool | None = static_field(default=None)
 
     def __post_init__(self):
         check_choice("kind", self.kind, _KINDS)
         if self.num_classes is not None and not (is_int(self.num_classes) and self.num_classes >= 1):
             raise ValueError(f"num_classes must be None or an int >= 1, got {self.num_classes!r}")
 
-    def __call__(self, params, x, t, cond=None):
+    def __call__(self, params, x, t, cond=None, r=None):
+        """The model's output at ``(x, t)``; a two-time model also takes the end time ``r``
+        (always passed by keyword, ``r=r``)."""
         if self.kind == "nnx":
             from flax import nnx
 
-            return _call(nnx.merge(self.static, params, self.rest), x, t, cond)
+            return _call(nnx.merge(self.static, params, self.rest), x, t, cond, r)
         if self.kind == "equinox":
             import equinox as eqx
 
-            return _call(eqx.combine(params, self.rest, self.static), x, t, cond)
-        if cond is None:
-            return self.static(params, x, t)
-        return self.static(params, x, t, cond=cond)
+            return _call(eqx.combine(params, self.rest, self.static), x, t, cond, r)
+        return _call(lambda *a, **k: self.static(params, *a, **k), x, t, cond, r)
 
     def __hash__(self):  # the static parts decide what a compiled program depends on
-        return hash((self.kind, hash_key(self.static), self.num_classes))
+        return hash((self.kind, hash_key(self.static), self.num_classes, self.two_time))
 
     def __eq__(self, other):
         return (
             isinstance(other, ModelApply)
             and self.kind == other.kind
             and self.num_classes == other.num_classes
+            and self.two_time == other.two_time
             and hash_key(self.static) == hash_key(other.static)
         )
 
 
 _KINDS = ("nnx", "equinox", "apply")
+
+
+def _two_time(model) -> bool | None:
+    """A model's ``two_time`` attribute (a bool: it takes ``r=``), ``None`` when it has none."""
+    value = getattr(model, "two_time", None)
+    return value if isinstance(value, bool) else None
 
 
 def _num_classes(model) -> int | None:
@@ -151,14 +168,14 @@ def as_model(model) -> tuple[ModelApply, Any]:
 
         graphdef, params, rest = nnx.split(model, nnx.Param, ...)
         return ModelApply(rest=rest, kind="nnx", static=graphdef,
-                          num_classes=_num_classes(model)), params
+                          num_classes=_num_classes(model), two_time=_two_time(model)), params
     if _is_equinox(model):
         import equinox as eqx
 
         params, other = eqx.partition(model, eqx.is_inexact_array)
         rest, static = eqx.partition(other, eqx.is_array)
         return ModelApply(rest=rest, kind="equinox", static=static,
-                          num_classes=_num_classes(model)), params
+                          num_classes=_num_classes(model), two_time=_two_time(model)), params
     if _is_linen(model):
         raise TypeError(
             f"got a Flax Linen module ({type(model).__name__}): Linen modules hold no parameters. "

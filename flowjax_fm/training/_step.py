@@ -20,7 +20,8 @@ from flowjax_fm._checks import (
 from flowjax_fm._pytree import pytree_dataclass, static_field
 from flowjax_fm.couplings import AbstractCoupling, IndependentCoupling, Pairing
 from flowjax_fm.couplings._base import check_batch
-from flowjax_fm.losses import pair_batch, paired_cfm_loss, per_example_keys
+from flowjax_fm.losses import pair_batch
+from flowjax_fm.losses._few_step import AbstractObjective, CFMObjective, condition_drop
 from flowjax_fm.paths import AbstractPath
 from flowjax_fm.time_sampling import AbstractTime, UniformTime
 from flowjax_fm.training._model import ModelApply, as_model, params_of
@@ -96,6 +97,11 @@ def split_model(model: nnx.Module):
 def make_vector_field(model, params=None):
     """A plain function ``v(x, t, cond=None)`` evaluating ``model`` with ``params``.
 
+    For a model of two times (``two_time=True``) it is ``u(x, t, cond=None, r=None)``: the
+    average velocity over ``[t, r]`` for :func:`~flowjax_fm.sampling.sample_few_step`, and
+    with ``r`` left out the instantaneous velocity ``u(x, t, t)``, an ODE field for
+    :func:`~flowjax_fm.sampling.sample`.
+
     ``model`` is an NNX module, an equinox module (``params`` default: their own) or a plain
     function ``apply(params, x, t, cond=None)`` (``params`` required). No ``nnx.jit``: the
     result composes with ``jax.jit``, ``vmap`` and diffrax like any pure function.
@@ -119,6 +125,13 @@ def make_vector_field(model, params=None):
     params = own if params is None else params
     if params is None:
         raise TypeError("make_vector_field(apply, params): a plain-function model needs its params")
+
+    if apply.two_time:
+        # a model of two times: r defaults to t, the instantaneous velocity u(x, t, t) = v(x, t)
+        def two(x, t, cond=None, r=None):
+            return apply(params, x, t, cond, t if r is None else r)
+
+        return two
 
     def field(x, t, cond=None):
         return apply(params, x, t, cond)
@@ -186,39 +199,7 @@ def drop_condition(key: jax.Array, cond, p, null_cond, index: jax.Array | None =
       >>> drop_condition(jax.random.key(0), jnp.ones((2, 3)), 1.0, jnp.zeros(3)).sum().item()
       0.0
     """
-    check_real("p", p, 0.0, 1.0)
-    leaves = jax.tree.leaves(cond)
-    if not leaves:
-        raise ValueError("drop_condition: cond has no arrays")
-    shapes = [jnp.shape(leaf) for leaf in leaves]
-    if any(len(sh) == 0 for sh in shapes) or len({sh[0] for sh in shapes}) != 1:
-        raise ValueError(
-            f"drop_condition: every leaf of cond needs the same leading (batch) axis, got shapes {shapes}"
-        )
-    batch = shapes[0][0]
-    if index is None:
-        index = jnp.arange(batch, dtype=jnp.int32)
-    elif jnp.shape(index) != (batch,) or not jnp.issubdtype(jnp.result_type(index), jnp.integer):
-        raise ValueError(
-            f"index must be integer example indices of shape ({batch},), got dtype "
-            f"{jnp.result_type(index)} and shape {jnp.shape(index)}"
-        )
-    u = jax.vmap(lambda k: jax.random.uniform(k, ()))(per_example_keys(key, index))
-    drop = u < p
-    try:
-        null_tree = jax.tree.map(lambda _, n: n, cond, null_cond)
-    except ValueError as err:
-        raise ValueError(
-            f"null_cond must have the structure of cond: {jax.tree.structure(cond)} vs "
-            f"{jax.tree.structure(null_cond)}"
-        ) from err
-
-    def mix(c, n):
-        n = jnp.broadcast_to(jnp.asarray(n, jnp.result_type(c)), jnp.shape(c))
-        mask = drop.reshape((batch,) + (1,) * (jnp.ndim(c) - 1))
-        return jnp.where(mask, n, c)
-
-    return jax.tree.map(mix, cond, null_tree)
+    return condition_drop(key, cond, p, null_cond, index)[0]
 
 
 _SCOPES = ("global", "per_shard")
@@ -253,6 +234,7 @@ class TrainStep:
     mode: str | None = static_field(default=None)
     coupling_scope: str = static_field(default="global")
     accumulate: int = static_field(default=1)
+    objective: AbstractObjective = CFMObjective()
 
     def __post_init__(self):
         if not isinstance(self.model, ModelApply):
@@ -278,6 +260,18 @@ class TrainStep:
             )
         if self.axis_name is not None and not isinstance(self.axis_name, str):
             raise TypeError(f"axis_name must be None or a str, got {_describe(self.axis_name)}")
+        if not isinstance(self.objective, AbstractObjective):
+            raise TypeError(
+                "objective must be an fm.losses.AbstractObjective (fm.losses.CFMObjective(), "
+                f"fm.losses.MeanFlowObjective(), ...), got {_describe(self.objective)}"
+            )
+        two_time = self.model.two_time
+        if two_time is not None and two_time != self.objective.two_time:
+            need = "two times (build it with two_time=True)" if self.objective.two_time else "one time"
+            raise ValueError(
+                f"{type(self.objective).__name__} trains a model of {need}; the model has "
+                f"two_time={two_time}"
+            )
         check_choice("coupling_scope", self.coupling_scope, _SCOPES)
         check_choice("mode", self.mode, _MODES)
         check_positive_int("accumulate", self.accumulate)
@@ -332,31 +326,36 @@ class TrainStep:
         cond_p = None if condg is None else jax.tree.map(take(tgt), condg)
         return take(src)(x0g), take(tgt)(x1g), cond_p
 
-    def _loss(self, params, key, x0, x1, cond, index):
-        field = lambda x, t, cond=None: self.model(params, x, t, cond)
-        loss, _ = paired_cfm_loss(
+    def _loss(self, params, key, x0, x1, cond, index, drop):
+        if self.objective.two_time:
+            field = lambda x, t, cond=None, r=None: self.model(params, x, t, cond, r)
+        else:
+            field = lambda x, t, cond=None: self.model(params, x, t, cond)
+        loss, aux = self.objective(
             field, key, x0, x1, path=self.path, time_sampler=self.time_sampler,
-            weight=self.weight, cond=cond, index=index,
+            weight=self.weight, cond=cond, index=index, drop=drop,
         )
-        return loss
+        extra = {"mse": jnp.mean(aux["mse"])} if "mse" in aux else {}
+        return loss, extra
 
-    def _grads(self, params, key, x0, x1, cond, index):
-        grad_fn = jax.value_and_grad(self._loss)
+    def _grads(self, params, key, x0, x1, cond, index, drop):
+        grad_fn = jax.value_and_grad(self._loss, has_aux=True)
         if self.accumulate == 1:
-            return grad_fn(params, key, x0, x1, cond, index)
+            return grad_fn(params, key, x0, x1, cond, index, drop)
         b = x0.shape[0]
         if b % self.accumulate:
             raise ValueError(
                 f"the (per-device) batch {b} is not divisible by accumulate={self.accumulate}"
             )
         split = lambda a: a.reshape(self.accumulate, b // self.accumulate, *a.shape[1:])
-        micro = (split(x0), split(x1), jax.tree.map(split, cond), split(index))
+        micro = (split(x0), split(x1), jax.tree.map(split, cond), split(index),
+                 jax.tree.map(split, drop))
         first = jax.tree.map(lambda a: a[0], micro)
         rest = jax.tree.map(lambda a: a[1:], micro)
 
         def body(carry, mb):
-            loss, grads = grad_fn(params, key, *mb)
-            return jax.tree.map(jnp.add, carry, (loss, grads)), None
+            out = grad_fn(params, key, *mb)
+            return jax.tree.map(jnp.add, carry, out), None
 
         # the carry starts from the first micro-batch (not zeros) so that its types, including
         # shard_map's varying/invariant axes, are those of the body's output
@@ -410,13 +409,16 @@ class TrainStep:
         if not paired:
             x0, x1, cond = self._pair(k_pair, x0, x1, cond, offset)
         index = offset + jnp.arange(b, dtype=jnp.int32)
+        drop = None
         if self.cond_dropout is not None:
             if cond is None:
                 raise ValueError("this step drops conditions for guidance: call it with cond=...")
             # the pairing used the true conditions; only the network sees the dropped ones
             k_drop = jax.random.fold_in(key, 2)
-            cond = drop_condition(k_drop, cond, self.cond_dropout, self.null_cond, index)
-        loss, grads = self._grads(state.params, k_loss, x0, x1, cond, index)
+            cond, drop = condition_drop(k_drop, cond, self.cond_dropout, self.null_cond, index)
+        (loss, extra), grads = self._grads(state.params, k_loss, x0, x1, cond, index, drop)
+        if self.mode is not None:
+            extra = jax.lax.pmean(extra, self.axis_name)
         if self.mode == "pmap":
             loss = jax.lax.pmean(loss, self.axis_name)
             grads = jax.lax.pmean(grads, self.axis_name)
@@ -432,7 +434,7 @@ class TrainStep:
         if self.ema_decay is not None:
             ema = optax.incremental_update(params, state.ema, 1.0 - self.ema_decay)
         new_state = TrainState(params=params, opt_state=opt_state, ema=ema, step=state.step + 1)
-        return new_state, {"loss": loss, "grad_norm": optax.tree.norm(grads)}
+        return new_state, {"loss": loss, "grad_norm": optax.tree.norm(grads), **extra}
 
 
 def apply_pairing(pairing, x0, x1, cond=None):
@@ -490,6 +492,7 @@ def make_train_step(
     accumulate: int = 1,
     cond_dropout: float | None = None,
     null_cond=None,
+    objective: AbstractObjective = CFMObjective(),
 ) -> TrainStep:
     r"""Build the pure train step ``step(state, key, x0, x1, cond=None) -> (state, metrics)``.
 
@@ -499,7 +502,15 @@ def make_train_step(
     example index)``, takes the gradient of the CFM loss
     (:func:`~flowjax_fm.losses.paired_cfm_loss`), applies ``optimizer`` and, with
     ``ema_decay``, updates :math:`\bar\theta \leftarrow d\,\bar\theta + (1 - d)\,\theta`.
-    ``metrics`` holds ``loss`` and ``grad_norm`` (global L2 norm of the averaged gradient).
+    ``metrics`` holds ``loss`` and ``grad_norm`` (global L2 norm of the averaged gradient),
+    and ``mse`` (the unweighted squared error) for objectives that report it.
+
+    ``objective`` chooses what is regressed on the paired batch: plain flow matching
+    (:class:`~flowjax_fm.losses.CFMObjective`, the default) or a few-step objective
+    (:class:`~flowjax_fm.losses.MeanFlowObjective`,
+    :class:`~flowjax_fm.losses.ShortcutObjective` for a model of two times,
+    :class:`~flowjax_fm.losses.ConsistencyObjective`). Couplings, conditions, dropout,
+    accumulation and the multi-device drivers work the same for all of them.
 
     With ``cond_dropout = p`` (classifier-free guidance training) each example's condition
     is replaced by ``null_cond`` with probability ``p`` *after* the pairing: the coupling
@@ -529,17 +540,21 @@ def make_train_step(
       cond_dropout: probability in ``[0, 1]`` of replacing a condition by ``null_cond``.
       null_cond: one example's null condition (same pytree structure as a condition; default
         the model's ``null_cond`` or, for a model with ``num_classes``, that null class).
+      objective: an :class:`~flowjax_fm.losses.AbstractObjective` (a pytree: its float
+        hyperparameters are leaves).
 
     Raises:
       TypeError: for a model of another kind (see :func:`~flowjax_fm.training.as_model`);
         a ``path``, ``coupling`` or ``time_sampler`` that is not an instance of
         :class:`~flowjax_fm.paths.AbstractPath`, :class:`~flowjax_fm.couplings.AbstractCoupling`
         or :class:`~flowjax_fm.time_sampling.AbstractTime`; an ``optimizer`` that is not an
-        optax ``GradientTransformation``; a ``weight`` that is not callable.
+        optax ``GradientTransformation``; a ``weight`` that is not callable; an
+        ``objective`` that is not an :class:`~flowjax_fm.losses.AbstractObjective`.
       ValueError: ``coupling_scope`` not ``"global"`` / ``"per_shard"``, ``accumulate`` not
         an int ``>= 1``, ``ema_decay`` or ``cond_dropout`` not ``None`` or a finite number
         in ``[0, 1]`` (traced values pass unchecked), ``cond_dropout`` without a null
-        condition. When called, for a class-conditional model (``num_classes``), labels
+        condition, an objective of two times for a model whose ``two_time`` is False (or
+        the reverse). When called, for a class-conditional model (``num_classes``), labels
         that are not integers of shape ``(B,)`` (at trace time).
 
     Examples:
@@ -570,6 +585,7 @@ def make_train_step(
         mode=mode,
         coupling_scope=coupling_scope,
         accumulate=accumulate,
+        objective=objective,
     )
 
 

@@ -167,7 +167,7 @@ CASES = [
     Case("time_sampling.BetaTime", "n=array", lambda: T.BetaTime()(KEY, jnp.int32(3)), ValueError,
          r"n must be an int >= 1"),
     Case("time_sampling.get_time_sampler", "unknown", lambda: T.get_time_sampler("cosine"), ValueError,
-         r"unknown time sampler 'cosine'; choose one of 'beta', 'logit-normal', 'uniform'"),
+         r"unknown time sampler 'cosine'; choose one of 'beta', 'logit-normal', 'mode', 'shifted', 'uniform'"),
     Case("time_sampling.get_time_sampler", "unknown kwarg", lambda: T.get_time_sampler("uniform", loc=0.3),
          ValueError, r"time sampler 'uniform' takes no arguments; got unknown argument\(s\) loc"),
     Case("time_sampling.get_time_sampler", "wrong kwarg", lambda: T.get_time_sampler("beta", alpha=2.0),
