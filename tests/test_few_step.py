@@ -265,3 +265,23 @@ def test_few_step_objectives_give_the_same_step_on_8_devices(objective):
         fm.training.replicate(state0, mesh), jax.random.key(3), x0, x1)
     chex.assert_trees_all_close(one.params, eight.params, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(m8["mse"], m1["mse"], rtol=1e-4)
+
+
+def test_meanflow_guidance_trains_through_fit_with_traced_hyperparameters():
+    """fit passes the step as an argument: guidance_scale / guidance_mix are traced leaves."""
+    opt = optax.adam(1e-3)
+
+    def apply(params, x, t, r, cond=None):
+        return two_time_apply(params, x, t, r) * (1.0 + 0.1 * cond[:, None])
+
+    labels = (jnp.arange(256) % 3).astype(jnp.int32)
+    x1 = MU + S * jax.random.normal(jax.random.key(1), (256, 2))
+    source = lambda key, n: jax.random.normal(key, (n, 2))
+    for mix in (None, 0.3):
+        objective = fm.losses.MeanFlowObjective(guidance_scale=2.0, guidance_mix=mix)
+        step = fm.training.make_train_step(apply, optimizer=opt, path=PATH, objective=objective,
+                                           cond_dropout=0.1, null_cond=jnp.int32(3))
+        state = fm.training.init_state(two_time_params(jax.random.key(0)), opt)
+        state, hist = fm.training.fit(step, state, jax.random.key(2), source, (x1, labels),
+                                      num_steps=4, batch_size=32, progress=False)
+        assert np.isfinite(hist["loss"]).all() and "mse" in hist

@@ -270,7 +270,8 @@ class MeanFlowObjective(AbstractObjective):
       power: the adaptive weight's exponent ``p >= 0`` (``None``: no adaptive weight).
       eps: its ``c > 0``.
       guidance_scale: ``w`` (``None``: no guidance in training).
-      guidance_mix: ``kappa`` in ``[0, 1)`` (only with ``guidance_scale``).
+      guidance_mix: ``kappa`` in ``[0, 1)`` (only with ``guidance_scale``; ``None``, the
+        default, is ``kappa = 0`` without the extra evaluation).
 
     Raises:
       ValueError: a value out of its range (when concrete); when called, a field of the wrong
@@ -284,7 +285,7 @@ class MeanFlowObjective(AbstractObjective):
     power: float | None = 1.0
     eps: float = 1e-3
     guidance_scale: float | None = None
-    guidance_mix: float = 0.0
+    guidance_mix: float | None = None
     two_time: ClassVar[bool] = True
 
     def __post_init__(self):
@@ -292,7 +293,7 @@ class MeanFlowObjective(AbstractObjective):
         check_real("power", self.power, 0.0, none_ok=True)
         check_real("eps", self.eps, 0.0, low_open=True)
         check_real("guidance_scale", self.guidance_scale, none_ok=True)
-        check_real("guidance_mix", self.guidance_mix, 0.0, 1.0, high_open=True)
+        check_real("guidance_mix", self.guidance_mix, 0.0, 1.0, high_open=True, none_ok=True)
 
     def times(self, time_sampler, k_t, k_extra, dtype):
         """Per-example ``(t, r)``: two draws of ``time_sampler`` from ``k_t`` sorted, and
@@ -330,12 +331,12 @@ class MeanFlowObjective(AbstractObjective):
                 "with conditions"
             )
         w = jnp.asarray(self.guidance_scale, v.dtype)
-        kappa = jnp.asarray(self.guidance_mix, v.dtype)
         sg = jax.lax.stop_gradient
         u_null = sg(call_two_time(field, x_t, t, t, drop.null))
-        guided = w * v + (1.0 - w - kappa) * u_null
-        if self.guidance_mix != 0.0:
-            guided = guided + kappa * sg(call_two_time(field, x_t, t, t, cond))
+        guided = w * v + (1.0 - w) * u_null
+        if self.guidance_mix is not None:  # None (not 0.0) skips the conditional evaluation
+            kappa = jnp.asarray(self.guidance_mix, v.dtype)
+            guided = guided + kappa * (sg(call_two_time(field, x_t, t, t, cond)) - u_null)
         return jnp.where(_col(drop.dropped, v), v, guided)
 
 
@@ -527,7 +528,7 @@ def meanflow_loss(
     weight: Callable | None = None,
     cond=None,
     guidance_scale: float | None = None,
-    guidance_mix: float = 0.0,
+    guidance_mix: float | None = None,
     cond_dropout: float | None = None,
     null_cond=None,
 ):
