@@ -33,8 +33,8 @@ def _jitted(model):
 
 # --- one-time models unchanged ------------------------------------------------------------------
 
-# The first six outputs and the sum of squares, computed before two_time existed
-# (/tmp/ref.py on the parent commit; CPU, float32).
+# The first six outputs and the sum of squares of the one-time models below, computed with
+# the code before the two_time option existed (same seeds and inputs; CPU, float32).
 ONE_TIME_REFERENCE = {
     "mlp": ([-0.47978574, -0.79348677, -0.47611627, 0.78390080, 1.03093886, 1.46103585], 4.89846347),
     "mlp_k": ([-0.64054787, -0.07786295, 0.10311657, -0.08211577, -0.14972530, -0.08671427], 0.463677272),
@@ -64,7 +64,7 @@ def test_one_time_outputs_unchanged(name):
 
 
 def test_one_time_parameter_shapes_unchanged():
-    model = fm.models.MLP(2, (64, 64, 64), rngs=nnx.Rngs(0))
+    model = nnx.eval_shape(lambda: fm.models.MLP(2, (64, 64, 64), rngs=nnx.Rngs(0)))
     assert model.two_time is False and model.layers[0].kernel.shape == (3, 64)
     net = nnx.eval_shape(lambda: fm.models.UNet(1, rngs=nnx.Rngs(0), **SMALL_UNET))
     assert net.two_time is False and net.time_mlp1.kernel.shape == (8, 32)
@@ -108,14 +108,19 @@ def unet2():
 
 def test_unet_two_time_classes_and_null_condition(unet2):
     assert unet2.two_time is True and unet2.time_mlp1.kernel.shape == (16, 32)
-    f = _jitted(unet2)
-    r = jnp.array([0.6, 0.9])
-    both = f(jnp.concatenate([IMG, IMG]), jnp.tile(TI, 2), jnp.array([3, 10, 10, 10]), r=jnp.tile(r, 2))
-    assert both.shape == (4, 8, 8, 1) and both.dtype == IMG.dtype and bool(jnp.isfinite(both).all())
-    null = f(jnp.concatenate([IMG, IMG]), jnp.tile(TI, 2), r=jnp.tile(r, 2))  # cond omitted: null class
-    np.testing.assert_allclose(null[:2], both[2:], rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(null[1], both[1], rtol=1e-5, atol=1e-6)
-    assert float(jnp.abs(both[0] - both[2]).max()) > 1e-5  # the label matters
+    graph, state = nnx.split(unet2)
+
+    @jax.jit
+    def labelled_and_omitted(state, x, t, r, labels):
+        net = nnx.merge(graph, state)
+        return net(x, t, cond=labels, r=r), net(x, t, r=r)  # cond omitted: the null class
+
+    x, t, r = jnp.concatenate([IMG, IMG]), jnp.tile(TI, 2), jnp.array([0.6, 0.9, 0.6, 0.9])
+    labelled, omitted = labelled_and_omitted(state, x, t, r, jnp.array([3, 10, 10, 10]))
+    assert labelled.shape == (4, 8, 8, 1) and labelled.dtype == IMG.dtype
+    assert bool(jnp.isfinite(labelled).all())
+    np.testing.assert_allclose(omitted[1:], labelled[1:], rtol=1e-5, atol=1e-6)
+    assert float(jnp.abs(labelled[0] - labelled[2]).max()) > 1e-5  # the label matters
 
 
 @pytest.mark.parametrize("kwargs, cond", [(dict(), None), (dict(cond_dim=3), jnp.ones((2, 3)))])
@@ -131,8 +136,9 @@ def test_unet_two_time_shapes_abstract(kwargs, cond):
 
 
 def test_errors():
-    one = fm.models.MLP(2, (8,), rngs=nnx.Rngs(0))
-    two = fm.models.MLP(2, (8,), two_time=True, rngs=nnx.Rngs(0))
+    # the checks run before any arithmetic: abstract models are enough
+    one = nnx.eval_shape(lambda: fm.models.MLP(2, (8,), rngs=nnx.Rngs(0)))
+    two = nnx.eval_shape(lambda: fm.models.MLP(2, (8,), two_time=True, rngs=nnx.Rngs(0)))
     with pytest.raises(ValueError, match="this model takes one time; build it with two_time=True to pass r"):
         one(X, T, r=R)
     with pytest.raises(ValueError, match=r"a two-time model needs r=\.\.\."):
@@ -143,7 +149,6 @@ def test_errors():
         fm.models.MLP(2, two_time=1, rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="two_time must be True or False"):
         fm.models.UNet(1, two_time="yes", rngs=nnx.Rngs(0))
-    # the UNet checks at trace time: abstract evaluation is enough
     net1 = nnx.eval_shape(lambda: fm.models.UNet(1, rngs=nnx.Rngs(0), **SMALL_UNET))
     net2 = nnx.eval_shape(lambda: fm.models.UNet(1, two_time=True, rngs=nnx.Rngs(0), **SMALL_UNET))
     for net, kwargs, match in [
@@ -214,9 +219,10 @@ def test_unet_jvp_in_x_t_r_with_conditions_under_jit(unet2):
     @jax.jit
     def derivatives(state, x, t, r, labels, v):
         f = lambda x, t, r: nnx.merge(graph, state)(x, t, cond=labels, r=r)
-        zero = jnp.zeros_like(t)
-        out, total = jax.jvp(f, (x, t, r), (v, jnp.ones_like(t), zero))  # d/dt along dx/dt = v
-        _, d_dr = jax.jvp(f, (x, t, r), (jnp.zeros_like(x), zero, jnp.ones_like(r)))
+        # two tangents at once: d/dt along dx/dt = v (MeanFlow's total derivative), and d/dr
+        tangents = (jnp.stack([v, jnp.zeros_like(x)]), jnp.stack([jnp.ones_like(t), jnp.zeros_like(t)]),
+                    jnp.stack([jnp.zeros_like(r), jnp.ones_like(r)]))
+        out, (total, d_dr) = jax.vmap(lambda tan: jax.jvp(f, (x, t, r), tan), out_axes=(None, 0))(tangents)
         return out, total, d_dr
 
     v = jax.random.normal(jax.random.key(5), IMG.shape)

@@ -96,7 +96,7 @@ def end_time(model: str, two_time: bool, r, batch: int):
         )
     if jnp.shape(r) != (batch,):
         raise ValueError(f"r must have shape ({batch},) like t, got {jnp.shape(r)}")
-    return r
+    return jnp.asarray(r)
 
 
 def check_sizes(name: str, values, *, allow_empty: bool = False) -> tuple[int, ...]:

@@ -184,10 +184,9 @@ class UNet(nnx.Module):
         bool; at call time, if ``x`` is not ``(B, H, W, in_channels)`` with ``H`` and ``W``
         divisible by ``2 ** (len(channel_mult) - 1)``, or ``t`` is not ``(B,)``; if ``r`` is
         given to a one-time UNet, missing for a two-time UNet or not ``(B,)``; if ``cond`` is
-        given to
-        an unconditional UNet, or is not ``(B,)`` integer labels (``num_classes``; float
-        labels point to ``cond_dim``) / a ``(B, cond_dim)`` float array (``cond_dim``), or
-        concrete labels fall outside ``[0, K]``.
+        given to an unconditional UNet, or is not ``(B,)`` integer labels (``num_classes``;
+        float labels point to ``cond_dim``) / a ``(B, cond_dim)`` float array (``cond_dim``),
+        or concrete labels fall outside ``[0, K]``.
       TypeError: ``rngs`` not an ``nnx.Rngs``.
       RuntimeError: at run time under ``jit``, labels outside ``[0, K]``.
 
@@ -289,6 +288,7 @@ class UNet(nnx.Module):
         self.conv_out = nnx.Conv(c, in_channels, (3, 3), rngs=rngs)
 
     def _check(self, x, t, cond, r):
+        """The checked ``cond`` and ``r``."""
         factor = 2 ** (len(self.channel_mult) - 1)
         shape = jnp.shape(x)
         if len(shape) != 4 or shape[-1] != self.in_channels:
@@ -305,14 +305,14 @@ class UNet(nnx.Module):
             )
         if jnp.shape(t) != (shape[0],):
             raise ValueError(f"t must have shape ({shape[0]},), got {jnp.shape(t)}")
-        end_time("UNet", self.two_time, r, shape[0])
+        r = end_time("UNet", self.two_time, r, shape[0])
         if cond is not None and self.cond_dim is None:
             if self.class_embed is None:
                 raise ValueError(
                     "this UNet has no conditioning (num_classes=None, cond_dim=None) but got cond"
                 )
-            return class_labels("UNet", cond, shape[0], self.num_classes)
-        return cond
+            return class_labels("UNet", cond, shape[0], self.num_classes), r
+        return cond, r
 
     def null_cond(self, batch: int):
         """What "no condition" means for this UNet, batched: ``(batch,)`` null labels
@@ -326,7 +326,7 @@ class UNet(nnx.Module):
     def __call__(
         self, x: jax.Array, t: jax.Array, cond: jax.Array | None = None, r: jax.Array | None = None
     ) -> jax.Array:
-        cond = self._check(x, t, cond, r)
+        cond, r = self._check(x, t, cond, r)
         batch = x.shape[0]
         t = t.astype(x.dtype)
         emb = sinusoidal_embedding(t, self.time_dim)
