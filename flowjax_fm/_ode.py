@@ -364,6 +364,52 @@ def initial_step(fn, t0, t1, y0, args, *, error_order, rtol, atol, norm=_rms):
     return direction * h, f0
 
 
+class _Projected(diffrax.AbstractSolver):
+    """A solver whose every accepted state is mapped by ``project`` (a manifold's ``projx``).
+
+    Steps, error estimates and field evaluations are the inner solver's; the new state is
+    projected after each step, and dense output between steps is linear between projected
+    states (it is only read for save times inside a step of an adaptive solve).
+    """
+
+    inner: diffrax.AbstractSolver
+    project: Callable = eqx.field(static=True)
+    term_structure = diffrax.AbstractTerm
+    interpolation_cls = diffrax.LocalLinearInterpolation
+
+    def order(self, terms):
+        return self.inner.order(terms)
+
+    def strong_order(self, terms):
+        return self.inner.strong_order(terms)
+
+    def error_order(self, terms):
+        return self.inner.error_order(terms)
+
+    def init(self, terms, t0, t1, y0, args):
+        return self.inner.init(terms, t0, t1, y0, args)
+
+    def step(self, terms, t0, t1, y0, args, solver_state, made_jump):
+        y1, y_error, _, state, result = self.inner.step(terms, t0, t1, y0, args, solver_state,
+                                                        made_jump)
+        y1 = self.project(y1)
+        return y1, y_error, dict(y0=y0, y1=y1), state, result
+
+    def func(self, terms, t0, y0, args):
+        return self.inner.func(terms, t0, y0, args)
+
+
+class _ProjectedAdaptive(_Projected, diffrax.AbstractAdaptiveSolver):
+    """:class:`_Projected` around a solver with an error estimate."""
+
+
+def project_solver(solver: diffrax.AbstractSolver, project: Callable) -> diffrax.AbstractSolver:
+    """``solver`` with every accepted state mapped by ``project`` (see :class:`_Projected`)."""
+    if isinstance(solver, diffrax.AbstractAdaptiveSolver):
+        return _ProjectedAdaptive(solver, project)
+    return _Projected(solver, project)
+
+
 class _Plan(NamedTuple):
     controller: diffrax.AbstractStepSizeController
     fixed: bool
@@ -451,6 +497,7 @@ def solve(
     throw: bool = True,
     what: str = "solve",
     checked: bool = False,
+    project: Callable | None = None,
 ) -> Solution:
     r"""Solve :math:`dy/dt = f(t, y)` from ``t0`` to ``t1`` with diffrax: the package's one path.
 
@@ -480,6 +527,8 @@ def solve(
       throw: the error policy (module docstring), a bool.
       what: the caller's name, for the error message.
       checked: the caller has already run :func:`check_options` on these options.
+      project: optional map applied to the state after every step (a manifold's
+        ``projx``); the evaluation count is the inner solver's.
 
     Returns:
       A :class:`Solution`; without ``save_ts``/``ts``, ``ys`` holds the state at ``t1`` only.
@@ -520,6 +569,8 @@ def solve(
     )
     adjoint_obj = resolve_adjoint(adjoint, plan.fixed)
     stages, fsal, exact = evaluation_plan(solver_obj)
+    if project is not None:
+        solver_obj = project_solver(solver_obj, project)
 
     dt0, solver_state, rule_evals, first_stage = plan.dt0, None, 0, 1 if fsal else 0
     if not plan.fixed:
@@ -531,7 +582,7 @@ def solve(
         dt0 = jax.lax.stop_gradient(dt0)
         rule_evals = 2
         if fsal and exact and isinstance(adjoint_obj, _DISCRETE_ADJOINTS) and isinstance(
-            solver_obj, diffrax.AbstractRungeKutta
+            getattr(solver_obj, "inner", solver_obj), diffrax.AbstractRungeKutta
         ):
             # diffrax's FSAL state: (first step?, stored first stage); handing it f0 saves
             # the re-evaluation of f(t0, y0) on the first step
@@ -557,7 +608,7 @@ def solve(
     ys = sol.ys
     finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(a)) for a in jax.tree.leaves(ys)]))
     success = (sol.result == diffrax.RESULTS.successful) & finite
-    name = type(solver_obj).__name__
+    name = type(getattr(solver_obj, "inner", solver_obj)).__name__
     if plan.fixed:
         msg = (f"{what}: the fixed-step {name} solve from t={t0} to t={t1} produced "
                "non-finite values; take more (smaller) steps, or check the vector field")

@@ -19,6 +19,7 @@ ALL_PATHS = {
     "affine_cos": P.AffinePath(P.CosineSchedule()),
     "affine_vp": P.AffinePath(P.VPSchedule(0.1, 20.0)),
     "affine_linvp": P.AffinePath(P.LinearVPSchedule()),
+    "geodesic_euclidean": P.GeodesicPath(fm.manifolds.Euclidean()),  # sphere / torus: test_manifolds.py
 }
 EVENT_SHAPES = [(3,), (2, 4, 1)]
 # hyperparameter leaf to perturb for the no-retrace check

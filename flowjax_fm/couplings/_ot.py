@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import NamedTuple
 
@@ -21,8 +22,35 @@ from flowjax_fm.couplings._base import (
     same_label,
     squared_distances,
 )
+from flowjax_fm.manifolds._base import AbstractManifold
 
 __all__ = ["ExactOTCoupling", "SinkhornCoupling"]
+
+
+def _check_manifold(value) -> None:
+    """A TypeError unless ``value`` is ``None`` or an :class:`AbstractManifold`."""
+    if value is not None and not isinstance(value, AbstractManifold):
+        raise TypeError(
+            "manifold must be None (Euclidean squared distances) or an instance of "
+            f"fm.manifolds.AbstractManifold (e.g. fm.manifolds.Sphere()), got {type(value).__name__}"
+        )
+
+
+def _ground_cost(manifold, x0, x1):
+    r"""The cost before conditions: :math:`\|x_0^i - x_1^j\|^2`, or :math:`d_M(x_0^i, x_1^j)^2`."""
+    if manifold is None:
+        return squared_distances(x0, x1)
+    return manifold.squared_distances(x0, x1)
+
+
+def _repr(obj) -> str:
+    """The dataclass repr without ``manifold=None`` (so that the Euclidean default reads as before)."""
+    shown = [
+        f"{f.name}={getattr(obj, f.name)!r}"
+        for f in dataclasses.fields(obj)
+        if f.repr and not (f.name == "manifold" and obj.manifold is None)
+    ]
+    return f"{type(obj).__name__}({', '.join(shown)})"
 
 
 def _conditioned_cost(name, cond_weight, cost, cond0, cond1):
@@ -66,18 +94,29 @@ class ExactOTCoupling(AbstractCoupling):
 
     Both apply when a condition mixes labels and floats.
 
+    On a manifold (``manifold=M``, rows of ``x0`` / ``x1`` points of ``M``) the squared
+    distance is the squared geodesic one, :math:`d_M(x_0^i, x_1^j)^2`
+    (:meth:`~flowjax_fm.manifolds.AbstractManifold.squared_distances`): the wrapped distance on
+    the flat torus, the great-circle angle on the sphere. The pairs are then the minibatch OT
+    pairs of Riemannian flow matching.
+
     Args:
       method: assignment solver, ``"auto"`` (default), ``"c"``, ``"scipy"``, ``"jax"`` or
         ``"auction"`` (pure JAX, no host round trip: see
         :func:`~flowjax_fm.couplings.auction_assignment`) (static).
       cond_weight: ``w`` in ``[0, inf)`` for floating conditions (a pytree leaf: a new value
         does not recompile); ``None`` (default) refuses floating conditions.
+      manifold: ``None`` (default: Euclidean squared distances) or an
+        :class:`~flowjax_fm.manifolds.AbstractManifold` whose squared geodesic distance is the
+        cost.
 
     Raises:
+      TypeError: at construction, a ``manifold`` that is neither ``None`` nor a manifold.
       ValueError: at construction, an unknown ``method`` or a concrete ``cond_weight`` that
         is negative or not finite; at call time, a floating condition with
         ``cond_weight=None``, or ill-shaped inputs (see
-        :func:`~flowjax_fm.couplings.check_batch`).
+        :func:`~flowjax_fm.couplings.check_batch`; with a manifold, rows that are not its
+        points).
       ImportError: at call time, ``method="c"`` without the compiled solver.
 
     Examples:
@@ -88,6 +127,12 @@ class ExactOTCoupling(AbstractCoupling):
       >>> c = jnp.array([[0.0], [1.0]])  # data row j's condition, also carried by source row j
       >>> ExactOTCoupling(cond_weight=1e3)(jax.random.key(0), x0, x1, c, c).target.tolist()
       [0, 1]
+      >>> from flowjax_fm.manifolds import FlatTorus  # angles: 0.1 and 6.2 are 0.18 apart
+      >>> a = jnp.array([[0.1], [3.0]]); b = jnp.array([[6.2], [3.3]])
+      >>> ExactOTCoupling()(jax.random.key(0), a, b).target.tolist()
+      [1, 0]
+      >>> ExactOTCoupling(manifold=FlatTorus())(jax.random.key(0), a, b).target.tolist()
+      [0, 1]
 
     References:
       Tong et al. 2023; Pooladian et al. 2023, Multisample Flow Matching; Cheng et al. 2025,
@@ -96,16 +141,20 @@ class ExactOTCoupling(AbstractCoupling):
 
     method: str = static_field(default="auto")
     cond_weight: float | None = None
+    manifold: AbstractManifold | None = None
 
     def __post_init__(self):
         check_choice("method", self.method, SOLVERS)
         check_cond_weight(self.cond_weight)
+        _check_manifold(self.manifold)
+
+    __repr__ = _repr
 
     def cost(self, x0, x1, cond0=None, cond1=None):
-        """The cost matrix solved: squared distances, ``+ cond_weight *`` the condition cost,
-        plus the label penalty (with labels)."""
+        """The cost matrix solved: squared (geodesic, with a manifold) distances,
+        ``+ cond_weight *`` the condition cost, plus the label penalty (with labels)."""
         return _conditioned_cost(
-            "ExactOTCoupling", self.cond_weight, squared_distances(x0, x1), cond0, cond1
+            "ExactOTCoupling", self.cond_weight, _ground_cost(self.manifold, x0, x1), cond0, cond1
         )
 
     def pair(self, key, x0, x1, cond0=None, cond1=None):
@@ -371,6 +420,10 @@ class SinkhornCoupling(AbstractCoupling):
         becomes :math:`\|x_0^i - x_1^j\|^2 + w\,\|c_i - c_j\|^2` (C2OT; pass ``cond0 =
         cond1 =`` the data conditions). ``None`` (default) refuses floating conditions.
         ``relative_epsilon="mean"`` still scales by the mean squared distance of ``x`` alone.
+      manifold: ``None`` (default: Euclidean squared distances) or an
+        :class:`~flowjax_fm.manifolds.AbstractManifold` whose squared geodesic distance is the
+        cost (the wrapped distance on the flat torus, the great-circle angle on the sphere);
+        ``relative_epsilon="mean"`` then scales by the mean squared geodesic distance.
       marginal_tol: the largest marginal error ``e`` of a balanced plan that passes, in
         ``(0, inf]`` (a leaf; ``inf`` checks finiteness only). The default ``1e-2`` is ten
         times the default ``threshold``, so converged plans pass with a margin (measured
@@ -400,6 +453,7 @@ class SinkhornCoupling(AbstractCoupling):
     (the check reads the plan before that mask).
 
     Raises:
+      TypeError: at construction, a ``manifold`` that is neither ``None`` nor a manifold.
       ValueError: at construction, a value outside the ranges above (``epsilon = 0`` would
         give an all-zero plan and the same pair on every row), an unknown ``sampling``,
         ``relative_epsilon`` or ``domain``, ``anderson`` with ``domain="kernel"``, a non-bool
@@ -439,6 +493,9 @@ class SinkhornCoupling(AbstractCoupling):
     marginal_tol: float = 1e-2
     throw: bool = static_field(default=True)
     domain: str = static_field(default="auto")
+    manifold: AbstractManifold | None = None
+
+    __repr__ = _repr
 
     def __post_init__(self):
         check_real("epsilon", self.epsilon, 0.0, low_open=True)
@@ -463,6 +520,7 @@ class SinkhornCoupling(AbstractCoupling):
                 f"anderson={self.anderson} needs domain='log' or 'auto' (ott-jax accelerates "
                 "log-domain potentials), got domain='kernel'"
             )
+        _check_manifold(self.manifold)
 
     @property
     def balanced(self) -> bool:
@@ -479,7 +537,7 @@ class SinkhornCoupling(AbstractCoupling):
     def _solve(self, x0, x1, cond0, cond1):
         """The plan (before the label mask), whether it passed the check, its marginal error,
         and the iterations run."""
-        sq = squared_distances(x0, x1).astype(jnp.float32)
+        sq = _ground_cost(self.manifold, x0, x1).astype(jnp.float32)
         cost = _conditioned_cost("SinkhornCoupling", self.cond_weight, sq, cond0, cond1)
         # relative epsilon is taken on the squared distances alone (not on the penalty); all
         # points at one place (mean 0) have a zero cost, where any epsilon is as good

@@ -19,6 +19,7 @@ from flowjax_fm.paths._affine import (
 )
 from flowjax_fm.paths._base import AbstractPath, check_kwargs
 from flowjax_fm.paths._gaussian import BrownianBridgePath, GaussianPath
+from flowjax_fm.paths._geodesic import GeodesicPath
 
 PATHS = {
     "condot": CondOTPath,
@@ -63,6 +64,7 @@ __all__ = [
     "CondOTSchedule",
     "CosineSchedule",
     "GaussianPath",
+    "GeodesicPath",
     "LinearVPSchedule",
     "PATHS",
     "PolynomialSchedule",

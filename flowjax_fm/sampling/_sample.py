@@ -46,9 +46,45 @@ class SampleResult:
     nfe_exact: bool = static_field(default=True)
 
 
+def _on_manifold(manifold, vector_field, x0, name):
+    """``(field, project_step, project_out)`` of a solve on ``manifold`` (see :func:`sample`)."""
+    from flowjax_fm.losses import call_field
+    from flowjax_fm.manifolds import AbstractManifold, FlatTorus
+
+    if not isinstance(manifold, AbstractManifold):
+        raise TypeError(
+            "manifold must be None or an fm.manifolds.AbstractManifold (fm.manifolds.Sphere(), "
+            f"FlatTorus(), Euclidean()), got {type(manifold).__name__}"
+        )
+    if not callable(vector_field):
+        raise TypeError(f"vector_field must be callable, got {type(vector_field).__name__}")
+    x0 = jnp.asarray(x0)
+    if x0.ndim < 2:
+        raise ValueError(f"{name} must be a batch of points (B, *point), got shape {x0.shape}")
+    if not isinstance(x0, jax.core.Tracer) and jnp.issubdtype(x0.dtype, jnp.floating):
+        on = jax.vmap(lambda p: manifold.belongs(p, 1e-4))(x0)
+        if not bool(jnp.all(on)):
+            bad = int(jnp.argmin(on))
+            raise ValueError(
+                f"{name} must lie on the manifold {manifold!r} (to 1e-4): row {bad} does not "
+                "(project it first with manifold.projx)"
+            )
+    projx = jax.vmap(manifold.projx)
+
+    def field(x, t, cond=None):
+        px = projx(x)
+        return jax.vmap(manifold.proju)(px, call_field(vector_field, px, t, cond))
+
+    # the torus integrates unwrapped angles (the field wraps its input) and wraps at the end, so
+    # a step across 2 pi never jumps; elsewhere every accepted step is projected
+    step = None if isinstance(manifold, FlatTorus) else projx
+    return field, step, projx
+
+
 def _solve(
     vector_field, x0, *, name, what, names, cast, solver, num_steps, rtol, atol, t0, t1,
     save_trajectory, cond, trajectory_points, max_steps, throw, ts, adjoint, stepsize_controller,
+    manifold=None,
 ) -> SampleResult:
     """:func:`sample` under another name: ``x0`` is called ``name``, errors say ``what``;
     ``cast=False`` keeps the result in the working dtype (see :func:`flowjax_fm._ode.prepare`)."""
@@ -56,6 +92,9 @@ def _solve(
                        max_steps=max_steps, throw=throw, names=names)
     check_bool("save_trajectory", save_trajectory)
     check_int("trajectory_points", trajectory_points, 2)
+    project_step = project_out = None
+    if manifold is not None:
+        vector_field, project_step, project_out = _on_manifold(manifold, vector_field, x0, name)
     field, x, dtype = _ode.prepare(vector_field, x0, cond, name=name)
     save_ts = None
     if ts is None and save_trajectory:
@@ -79,8 +118,10 @@ def _solve(
         throw=throw,
         what=what,
         checked=True,
+        project=project_step,
     )
-    ys = sol.ys if not cast or dtype == x.dtype else sol.ys.astype(dtype)
+    ys = sol.ys if project_out is None else jax.vmap(project_out)(sol.ys)
+    ys = ys if not cast or dtype == x.dtype else ys.astype(dtype)
     saved = ts is not None or save_trajectory
     return SampleResult(
         x=ys[-1],
@@ -112,6 +153,7 @@ def sample(
     ts: Any = None,
     adjoint: str | diffrax.AbstractAdjoint | None = None,
     stepsize_controller: str | diffrax.AbstractStepSizeController | None = None,
+    manifold: Any = None,
 ) -> SampleResult:
     r"""Integrate the flow ODE of a vector field from ``t0`` to ``t1``.
 
@@ -197,6 +239,13 @@ def sample(
       adjoint: ``None``, a name above, or a diffrax adjoint object.
       stepsize_controller: ``None`` (chosen from ``num_steps``), ``"pid"``, ``"constant"``,
         or a diffrax step-size controller object.
+      manifold: ``None``, or an :class:`~flowjax_fm.manifolds.AbstractManifold` on which
+        ``x0`` lies (checked to ``1e-4`` outside ``jit``). The field is evaluated at
+        ``projx(x)`` and its output made tangent with ``proju``; every accepted step of any
+        diffrax solver is followed by ``projx`` (the sphere; the flat torus integrates
+        unwrapped angles and wraps them at the end, so no step jumps across ``2 pi``), and
+        ``x`` and ``trajectory`` are returned on the manifold. Evaluation counts are the
+        solver's own.
 
     Returns:
       A :class:`SampleResult` with ``x``, ``nfe``, ``trajectory``, ``ts`` and statistics.
@@ -210,12 +259,17 @@ def sample(
         adaptive steps with a solver that has no error estimate (Euler); ``ts`` not 1D, not
         monotone from ``t0`` to ``t1``, or given together with ``num_steps`` for a
         fixed-step solve; ``num_steps`` with an adaptive controller.
-      TypeError: ``vector_field`` is not callable.
+      TypeError: ``vector_field`` is not callable; ``manifold`` not a manifold.
       RuntimeError: (at run time, ``throw=True``) the solver failed.
 
     Examples:
       >>> import jax, jax.numpy as jnp
       >>> import flowjax_fm as fm
+      >>> rot = lambda x, t: jnp.stack([-x[:, 1], x[:, 0], 0 * x[:, 2]], 1)  # about the z axis
+      >>> res = fm.sampling.sample(rot, jnp.array([[1.0, 0.0, 0.0]]), solver="euler",
+      ...                          num_steps=10, t1=jnp.pi / 2, manifold=fm.manifolds.Sphere())
+      >>> float(jnp.linalg.norm(res.x))  # Euler on the sphere stays on it
+      1.0
       >>> v = lambda x, t: jnp.ones_like(x)  # constant velocity: x1 = x0 + 1
       >>> res = fm.sampling.sample(v, jnp.zeros((4, 2)), solver="rk4", num_steps=8)
       >>> res.x.shape, int(res.nfe), bool(jnp.allclose(res.x, 1.0))
@@ -244,7 +298,7 @@ def sample(
         solver=solver, num_steps=num_steps, rtol=rtol, atol=atol, t0=t0, t1=t1,
         save_trajectory=save_trajectory, cond=cond, trajectory_points=trajectory_points,
         max_steps=max_steps, throw=throw, ts=ts, adjoint=adjoint,
-        stepsize_controller=stepsize_controller,
+        stepsize_controller=stepsize_controller, manifold=manifold,
     )
 
 
