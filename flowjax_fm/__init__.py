@@ -13,6 +13,7 @@ of the library and is imported on first use (``fm.experiments``), never by the l
 from flowjax_fm import (
     couplings,
     data,
+    discrete,
     likelihood,
     losses,
     manifolds,
@@ -39,6 +40,7 @@ def __getattr__(name):
 __all__ = [
     "couplings",
     "data",
+    "discrete",
     "likelihood",
     "losses",
     "manifolds",
