@@ -14,10 +14,12 @@ posterior of one token depends on the whole sequence.
 """
 
 from flowjax_fm.discrete._loss import LOSS_KINDS, mixture_kl_loss
+from flowjax_fm.discrete._objective import DiscreteObjective
 from flowjax_fm.discrete._path import MixtureDiscretePath, mask_source, uniform_source
 from flowjax_fm.discrete._sample import sample
 
 __all__ = [
+    "DiscreteObjective",
     "LOSS_KINDS",
     "MixtureDiscretePath",
     "mask_source",

@@ -198,10 +198,13 @@ def _adaptive(sq, power, eps):
 class AbstractObjective(abc.ABC):
     """A training objective on paired rows; see the module docstring for the call.
 
-    ``two_time`` says whether it trains a model of two times (called with ``r=``).
+    ``two_time`` says whether it trains a model of two times (called with ``r=``);
+    ``discrete`` whether it trains on integer tokens (no coupling; the step's ``path`` is
+    then a :class:`~flowjax_fm.discrete.MixtureDiscretePath`, checked by ``check_path``).
     """
 
     two_time: ClassVar[bool] = False
+    discrete: ClassVar[bool] = False
 
     @abc.abstractmethod
     def __call__(self, field, key, x0, x1, *, path, time_sampler, weight=None, cond=None,

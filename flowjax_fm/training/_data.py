@@ -36,11 +36,14 @@ def normal_source(key: jax.Array, like: jax.Array) -> jax.Array:
     return jax.random.normal(key, like.shape, like.dtype)
 
 
-def _check_rows(name: str, x) -> jax.Array:
+def _check_rows(name: str, x, tokens: bool = False) -> jax.Array:
     x = jnp.asarray(x)
     if x.ndim < 2 or x.shape[0] == 0:
         raise ValueError(f"{name} must be points shaped (N, *event) with N > 0, got {x.shape}")
-    if not jnp.issubdtype(x.dtype, jnp.floating):
+    if tokens:
+        if not jnp.issubdtype(x.dtype, jnp.integer):
+            raise ValueError(f"{name} must be integer tokens for a discrete objective, got dtype {x.dtype}")
+    elif not jnp.issubdtype(x.dtype, jnp.floating):
         raise ValueError(f"{name} must be floating point, got dtype {x.dtype}")
     return x
 
@@ -207,7 +210,8 @@ def initial_streams(plan: BatchPlan, key, step: int, data):
     return tuple(streams)
 
 
-def make_plan(source, target, *, batch_size: int, paired: bool = False, transform=None):
+def make_plan(source, target, *, batch_size: int, paired: bool = False, transform=None,
+              tokens: bool = False):
     """``(plan, data)`` for :func:`~flowjax_fm.training.fit`'s ``source`` and ``target``.
 
     ``target``: a sampler ``(key, n) -> x`` or ``(key, n) -> (x, cond)``, an array ``x``
@@ -215,6 +219,7 @@ def make_plan(source, target, *, batch_size: int, paired: bool = False, transfor
     leading size ``N``). ``source``: a sampler, an array, or ``None`` for standard normal
     noise shaped like the data. ``paired=True``: ``source`` and ``target`` are arrays of
     equal length whose rows go together (reflow pairs), visited with the same indices.
+    ``tokens=True`` (a discrete objective): arrays hold integer tokens instead of floats.
 
     Raises:
       ValueError: arrays that are not ``(N, *event)`` floating point, conditions of another
@@ -232,10 +237,10 @@ def make_plan(source, target, *, batch_size: int, paired: bool = False, transfor
                 raise ValueError(
                     f"target as a tuple must be (x, cond), got a tuple of {len(target)} items"
                 )
-            x, c = _check_rows("target", target[0]), target[1]
+            x, c = _check_rows("target", target[0], tokens), target[1]
             c = None if c is None else _check_cond("target", c, x.shape[0])
         else:
-            x, c = _check_rows("target", target), None
+            x, c = _check_rows("target", target, tokens), None
         t_kind, t_fn = "array", None
         data["target"] = (x, c)
     if source is None:
@@ -244,7 +249,7 @@ def make_plan(source, target, *, batch_size: int, paired: bool = False, transfor
         s_kind, s_fn = "sampler", source
     else:
         s_kind, s_fn = "array", None
-        data["source"] = _check_rows("source", source)
+        data["source"] = _check_rows("source", source, tokens)
     if paired:
         if s_kind != "array" or t_kind != "array":
             raise ValueError("paired=True needs source and target arrays (rows that go together)")

@@ -482,8 +482,9 @@ def fit(
     if workers is None:
         workers = max(1, min(4, _usable_cpus()))
     workers = check_positive_int("workers", workers)
+    tokens = bool(getattr(getattr(step, "objective", None), "discrete", False))
     plan, data = make_plan(source, target, batch_size=batch_size, paired=paired,
-                           transform=transform)
+                           transform=transform, tokens=tokens)
     _check_data_labels(step, plan, data)
     dynamic, static = _partition(step)
     start = int(jax.device_get(state.step))

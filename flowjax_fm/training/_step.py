@@ -242,11 +242,21 @@ class TrainStep:
                 f"TrainStep.model must be a ModelApply (build the step with make_train_step), got "
                 f"{type(self.model).__name__}"
             )
+        discrete = getattr(self.objective, "discrete", False)
+        if discrete:
+            self.objective.check_path(self.path)
+            if not isinstance(self.coupling, IndependentCoupling):
+                raise ValueError(
+                    "a discrete objective pairs nothing (tokens have no transport cost): use the "
+                    f"independent coupling, got {type(self.coupling).__name__}"
+                )
         for name, value, base in (
             ("path", self.path, AbstractPath),
             ("coupling", self.coupling, AbstractCoupling),
             ("time_sampler", self.time_sampler, AbstractTime),
         ):
+            if discrete and name == "path":
+                continue
             if not isinstance(value, base):
                 accepted, example = _ACCEPTED[name]
                 raise TypeError(
@@ -374,6 +384,9 @@ class TrainStep:
         step's program and then run the step with ``paired=True`` on the re-ordered batch.
         """
         check_positive_int("shards", shards)
+        if getattr(self.objective, "discrete", False):  # tokens: the rows as they come
+            rows = jnp.arange(jnp.shape(x0)[0], dtype=jnp.int32)
+            return Pairing(rows, rows, None, None)
         check_batch(x0, x1, cond, cond)
         k_pair, _ = jax.random.split(key)
         if shards == 1:
@@ -399,7 +412,11 @@ class TrainStep:
         return self.coupling(key, x0, x1, cond0=cond, cond1=cond)
 
     def __call__(self, state: TrainState, key, x0, x1, cond=None, *, paired: bool = False):
-        check_batch(x0, x1)
+        discrete = getattr(self.objective, "discrete", False)
+        if discrete:
+            paired = True  # independent pairs: the rows as they come (checked by the objective)
+        else:
+            check_batch(x0, x1)
         b = x0.shape[0]
         if cond is not None and self.model.num_classes is not None:
             # trace time only (dtype and shape); the model checks the range of traced labels

@@ -61,6 +61,15 @@ CASES = [
          match=r"weight\(t\) must return shape \(4,\), got \(3,\)"),
     Case("losses.call_two_time", "not callable", lambda: Lo.call_two_time(None, X, X[:, 0], X[:, 0]),
          error=TypeError, match=r"u must be a two-time field"),
+    # discrete flow matching as an objective
+    Case("discrete.DiscreteObjective", "kind", lambda: fm.discrete.DiscreteObjective(kind="mse"),
+         match=r"unknown kind .mse.; choose one of"),
+    Case("discrete.DiscreteObjective", "float tokens",
+         lambda: fm.discrete.DiscreteObjective()(
+             lambda x, t: jnp.zeros((4, 2, 3)), K, X, X,
+             path=fm.discrete.MixtureDiscretePath(fm.paths.CondOTSchedule()),
+             time_sampler=fm.time_sampling.UniformTime()),
+         match=r"x0 must be integer tokens of shape \(B, L\).*float32"),
     # few-step sampling
     Case("sampling.sample_few_step", "num_steps=0", lambda: S.sample_few_step(u, X, num_steps=0),
          match=r"num_steps must be an int >= 1, got 0"),
