@@ -31,7 +31,7 @@ def register_model(name: str, builder: Callable) -> None:
       >>> "tiny-eqx" in fm.experiments.model_names()
       True
     """
-    if not isinstance(name, str) or not name or name in ("mlp", "unet"):
+    if not isinstance(name, str) or not name or name in ("mlp", "unet", "token-mlp", "token-transformer"):
         raise ValueError(f"a model name must be a new non-empty string, got {name!r}")
     if not callable(builder):
         raise TypeError(f"builder must be callable, got {type(builder).__name__}")
@@ -39,7 +39,7 @@ def register_model(name: str, builder: Callable) -> None:
 
 
 def model_names() -> tuple[str, ...]:
-    return ("mlp", "unet", *sorted(_MODELS))
+    return ("mlp", "unet", "token-mlp", "token-transformer", *sorted(_MODELS))
 
 
 def _mlp(cfg, event_shape, num_classes, seed, two_time=False):
@@ -86,9 +86,24 @@ class Built:
     step: Any
 
 
-def build(config, event_shape, num_classes: int | None) -> Built:
-    """Model, optimiser (:func:`~flowjax_fm.training.make_optimizer`) and step of a resolved config."""
-    from flowjax_fm import couplings, losses, paths, training
+def _token_model(cfg, length, extra, num_classes, seed):
+    from flax import nnx
+
+    from flowjax_fm import models
+
+    if cfg.name == "token-mlp":
+        return models.TokenMLP(extra["model_vocab"], length, hidden=cfg.hidden, num_classes=num_classes,
+                               mask_token=extra["mask"], rngs=nnx.Rngs(seed))
+    return models.TokenTransformer(extra["model_vocab"], length, num_classes=num_classes,
+                                   mask_token=extra["mask"], rngs=nnx.Rngs(seed))
+
+
+def build(config, event_shape, num_classes: int | None, *, extra: dict | None = None) -> Built:
+    """Model, optimiser (:func:`~flowjax_fm.training.make_optimizer`) and step of a resolved config.
+
+    ``extra``: a manifold or tokens run's manifold or vocabulary (the task's ``extra``).
+    """
+    from flowjax_fm import couplings, discrete, losses, paths, training
 
     name = config.model.name
     if name is None or config.path is None or config.coupling is None or config.steps is None:
@@ -96,11 +111,22 @@ def build(config, event_shape, num_classes: int | None) -> Built:
             "build takes a resolved config (every kind default filled in): call "
             "fm.experiments.resolve(config, kind) first"
         )
-    objective_kwargs = {}
+    objective_kwargs = dict(config.objective_options or {})
     if config.guidance_scale is not None:
         objective_kwargs["guidance_scale"] = config.guidance_scale
-    objective = losses.get_objective(config.objective, **objective_kwargs)
-    if name == "mlp":
+    if config.objective == "discrete":
+        objective = discrete.DiscreteObjective()
+    else:
+        try:
+            objective = losses.get_objective(config.objective, **objective_kwargs)
+        except TypeError as err:  # an option the objective does not take
+            raise ValueError(f"objective_options for {config.objective!r}: {err}") from None
+    manifold = None if extra is None else extra.get("manifold")
+    if name in ("token-mlp", "token-transformer"):
+        if extra is None or "vocab" not in extra:
+            raise ValueError(f"model {name!r} generates tokens: train it on a tokens target")
+        model = _token_model(config.model, event_shape[0], extra, num_classes, config.seed)
+    elif name == "mlp":
         if config.model.options:
             raise ValueError("model.options are for registered models; the mlp takes hidden, activation")
         model = _mlp(config.model, event_shape, num_classes, config.seed, objective.two_time)
@@ -117,8 +143,15 @@ def build(config, event_shape, num_classes: int | None) -> Built:
     path_kwargs = {}
     if config.sigma is not None:
         path_kwargs = {"sigma_min" if config.path == "condot" else "sigma": config.sigma}
-    path = paths.get_path(config.path, **path_kwargs)
+    if config.path == "geodesic":
+        path = paths.GeodesicPath(manifold)
+    elif config.path == "mixture":
+        path = discrete.MixtureDiscretePath(paths.CondOTSchedule())
+    else:
+        path = paths.get_path(config.path, **path_kwargs)
     coupling_kwargs = {}
+    if manifold is not None and config.coupling == "exact-ot":
+        coupling_kwargs = {"manifold": manifold}
     if config.coupling in ("sinkhorn", "large-sinkhorn"):
         eps = config.epsilon
         if eps is None:

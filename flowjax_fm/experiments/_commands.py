@@ -126,6 +126,15 @@ def sample(
     check_positive_int("--max-trajectories", max_trajectories)
     check_real("--guidance", guidance)
     run = load_run(run_dir)
+    from flowjax_fm.experiments._families import FAMILY_KINDS
+
+    if run.kind in FAMILY_KINDS:
+        if trajectories or encode or label is not None or guidance != 1.0:
+            raise ValueError(
+                f"--trajectories, --encode, --label and --guidance apply to point and image runs; "
+                f"{run.directory} is a {run.kind} run"
+            )
+        return _sample_family(run, out, n=n, seed=seed, solver=solver, num_steps=num_steps, ema=ema)
     opts = _solve_options(run, solver, num_steps, rtol, atol, few_step=True)
     params = run.params(ema)
     cond = _label_cond(run, label, n)
@@ -179,6 +188,40 @@ def sample(
         "shape": list(x.shape),
         "nfe": int(res.nfe),
         "written": [str(p) for p in written],
+    }
+
+
+def _sample_family(run, out, *, n, seed, solver, num_steps, ema) -> dict:
+    """``sample`` for a manifold or tokens run: projected ODE steps, or CTMC steps."""
+    from flowjax_fm import sampling
+    from flowjax_fm.experiments._families import generate_family, plot_family
+    from flowjax_fm.experiments._rundir import fresh_directory, make_directory
+
+    e = run.config.eval
+    solver = e.solver if solver is None else solver
+    if run.kind == "tokens" and solver != "ctmc":
+        raise ValueError(f"a tokens run samples with CTMC steps: --solver ctmc, got {solver!r}")
+    if run.kind != "tokens" and solver not in sampling.SOLVER_NAMES:
+        raise ValueError(f"unknown solver {solver!r}; choose one of {sorted(sampling.SOLVER_NAMES)}")
+    num_steps = e.num_steps if num_steps is None else num_steps
+    check_positive_int("--num-steps", num_steps)
+    out = fresh_directory(run.directory, out, "sample")
+    key = jax.random.key(seed)
+    k0, k1 = jax.random.split(key)
+    x0 = jnp.asarray(run.draw_source(k0, n))
+    res = generate_family(run.kind, run.model, run.params(ema), x0, num_steps=num_steps,
+                          solver=solver, key=k1, extra=run.extra)
+    x = np.asarray(res if run.kind == "tokens" else res.x)
+    make_directory(out)
+    np.save(out / "samples.npy", x)
+    plot_family(run.kind, out / "samples.png", x, None, run.extra)
+    return {
+        "out": str(out),
+        "step": run.checkpoint_step,
+        "ema": ema,
+        "shape": list(x.shape),
+        "nfe": int(num_steps if run.kind == "tokens" else res.nfe),
+        "written": [str(out / "samples.npy"), str(out / "samples.png")],
     }
 
 

@@ -27,7 +27,7 @@ __all__ = [
     "resolve",
 ]
 
-KINDS = ("points", "images")
+KINDS = ("points", "images", "sphere", "torus", "tokens")
 FIXED_STEP_SOLVERS = ("euler",)  # no error estimate: a fixed number of steps only
 
 
@@ -82,13 +82,15 @@ class RunConfig:
     ``objective``: ``cfm`` (flow matching, sampled with an ODE solver) or a few-step
     objective of :data:`flowjax_fm.losses.OBJECTIVES` (``meanflow``, ``shortcut``,
     ``consistency``: evaluated with ``eval.solver = "few-step"`` and ``eval.num_steps``
-    jumps). ``guidance_scale`` is MeanFlow's classifier-free guidance folded into training
-    (conditional runs only).
+    jumps). ``objective_options`` are the objective's keyword arguments (``{"ratio": 0.5}``;
+    default per objective in :data:`OBJECTIVE_DEFAULTS`). ``guidance_scale`` is MeanFlow's
+    classifier-free guidance folded into training (conditional runs only).
     """
 
     source: str | None = None
     target: str = "moons"
     objective: str = "cfm"
+    objective_options: dict | None = None
     guidance_scale: float | None = None
     model: ModelConfig = ModelConfig()
     coupling: str | None = None
@@ -161,17 +163,69 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
         "eval.solver": "midpoint",
         "eval.num_steps": 10,
     },
+    # flows on manifolds: geodesic paths from the uniform law, geodesic exact OT, projected rk4
+    "sphere": {
+        "source": "uniform",
+        "model.name": "mlp",
+        "coupling": "exact-ot",
+        "path": "geodesic",
+        "cond_dropout": 0.0,
+        "steps": 5000,
+        "batch": 256,
+        "lr": 1e-3,
+        "chunk": 500,
+        "checkpoint_every": 5000,
+        "eval.solver": "rk4",
+        "eval.num_steps": 20,
+    },
+    "torus": {
+        "source": "uniform",
+        "model.name": "mlp",
+        "coupling": "exact-ot",
+        "path": "geodesic",
+        "cond_dropout": 0.0,
+        "steps": 5000,
+        "batch": 256,
+        "lr": 1e-3,
+        "chunk": 500,
+        "checkpoint_every": 5000,
+        "eval.solver": "rk4",
+        "eval.num_steps": 20,
+    },
+    # discrete flows: the mixture path from uniform tokens, CTMC Euler steps
+    "tokens": {
+        "source": "uniform",
+        "model.name": "token-mlp",
+        "coupling": "independent",
+        "path": "mixture",
+        "cond_dropout": 0.0,
+        "steps": 5000,
+        "batch": 256,
+        "lr": 1e-3,
+        "chunk": 500,
+        "checkpoint_every": 5000,
+        "eval.solver": "ctmc",
+        "eval.num_steps": 64,
+    },
 }
+FAMILY_PATHS = {"sphere": "geodesic", "torus": "geodesic", "tokens": "mixture"}
 
 FEW_STEP = "few-step"  # eval.solver of the few-step objectives: jumps of the average velocity
 
 # defaults that depend on the objective, applied before the kind's (for a few-step objective the
 # MLP is wider, as in the MeanFlow calibration of issue 14, and evaluation is one jump)
+# MeanFlow on the 2D tasks (issue 14's calibration, 5k steps, 8gaussians -> moons, one seed):
+# 1-NFE W2 0.400 with the paper's adaptive power 1 and no EMA; 0.319 with EMA 0.999; 0.274 with
+# EMA 0.999 and power 0.5 (OT-CFM, same network and steps, EMA: 0.218 with dopri5)
 OBJECTIVE_DEFAULTS: dict[str, dict[str, Any]] = {
-    "cfm": {},
-    "meanflow": {"eval.solver": FEW_STEP, "eval.num_steps": 1},
-    "shortcut": {"eval.solver": FEW_STEP, "eval.num_steps": 1},
-    "consistency": {"eval.solver": FEW_STEP, "eval.num_steps": 1},
+    "cfm": {"objective_options": {}},
+    "meanflow": {"eval.solver": FEW_STEP, "eval.num_steps": 1, "ema_decay": 0.999,
+                 "objective_options": {"power": 0.5}},
+    "shortcut": {"eval.solver": FEW_STEP, "eval.num_steps": 1, "ema_decay": 0.999,
+                 "objective_options": {}},
+    "consistency": {"eval.solver": FEW_STEP, "eval.num_steps": 1, "ema_decay": 0.999,
+                    "objective_options": {}},
+    "discrete": {"objective_options": {}},
 }
 MLP_DEFAULTS = {
     "cfm": {"model.hidden": (64, 64, 64), "model.activation": "selu"},
@@ -199,7 +253,7 @@ def _field_types(cls) -> dict[str, Any]:
 
 def _coerce(name: str, value, default):
     """JSON values into the field's Python form (lists into tuples); type errors named."""
-    if name in ("model.options",):
+    if name in ("model.options", "objective_options"):
         if not isinstance(value, dict):
             raise ValueError(f"{name} must be a JSON object, got {value!r}")
         return dict(value)
@@ -289,12 +343,19 @@ def resolve(config: RunConfig, kind: str) -> RunConfig:
         raise ValueError(f"unknown run kind {kind!r}")
     from flowjax_fm.losses import OBJECTIVES
 
-    _choice("objective", config.objective, OBJECTIVES)
+    _choice("objective", config.objective, (*OBJECTIVES, "discrete"))
+    if kind == "tokens" and config.objective == "cfm":
+        config = override(config, {"objective": "discrete"})
+    if (kind == "tokens") != (config.objective == "discrete"):
+        raise ValueError(
+            f"objective 'discrete' trains on tokens and a tokens run trains with it; this run's "
+            f"target is of kind {kind!r} and its objective {config.objective!r}"
+        )
     defaults = {**TASK_DEFAULTS[kind], **OBJECTIVE_DEFAULTS[config.objective]}
     changes = {k: v for k, v in defaults.items() if _get(config, k) is None}
     config = override(config, changes) if changes else config
-    if config.model.name == "mlp":
-        mlp = MLP_DEFAULTS["cfm" if config.objective == "cfm" else "few-step"]
+    if config.model.name in ("mlp", "token-mlp"):
+        mlp = MLP_DEFAULTS["cfm" if config.objective in ("cfm", "discrete") else "few-step"]
         changes = {k: v for k, v in mlp.items() if _get(config, k) is None}
         config = override(config, changes) if changes else config
     for key, (what, value) in _ONLY.items():
@@ -319,13 +380,34 @@ def _validate(c: RunConfig, kind: str) -> None:
     from flowjax_fm.experiments._build import model_names
 
     _choice("coupling", c.coupling, couplings.COUPLINGS)
-    _choice("path", c.path, paths.PATHS)
-    _choice("eval.solver", c.eval.solver, (*sampling.SOLVER_NAMES, FEW_STEP))
+    if kind in FAMILY_PATHS:
+        if c.path != FAMILY_PATHS[kind]:
+            raise ValueError(f"a {kind} run's path is {FAMILY_PATHS[kind]!r}, got {c.path!r}")
+        if kind == "tokens" and c.coupling != "independent":
+            raise ValueError(
+                f"a tokens run pairs nothing: coupling must be 'independent', got {c.coupling!r}"
+            )
+        if kind != "tokens" and c.coupling not in ("exact-ot", "independent"):
+            raise ValueError(
+                f"a {kind} run pairs with the geodesic cost: coupling 'exact-ot' or 'independent', "
+                f"got {c.coupling!r}"
+            )
+        if kind == "tokens" and c.eval.solver != "ctmc":
+            raise ValueError(
+                f"a tokens run samples with CTMC steps: eval.solver must be 'ctmc', got {c.eval.solver!r}"
+            )
+    else:
+        _choice("path", c.path, paths.PATHS)
+        if c.eval.solver == "ctmc":
+            raise ValueError("eval.solver 'ctmc' samples tokens; this run's target is continuous")
+    _choice("eval.solver", c.eval.solver, (*sampling.SOLVER_NAMES, FEW_STEP, "ctmc"))
     if c.objective == "consistency" and c.eval.solver != FEW_STEP:
         raise ValueError(
             "a consistency model predicts the jump to t = 1, not a velocity: eval.solver must be "
             f"{FEW_STEP!r}"
         )
+    if c.objective_options and c.objective == "discrete":
+        raise ValueError("the discrete objective takes no objective_options")
     if c.guidance_scale is not None:
         check_real("guidance_scale", c.guidance_scale)
         if not c.cond_dropout:
@@ -367,7 +449,7 @@ def _validate(c: RunConfig, kind: str) -> None:
         raise ValueError(f"epsilon is the Sinkhorn regularisation; this run's coupling is {c.coupling!r}")
     if c.sigma is not None and c.path == "vp":
         raise ValueError("the vp path has no width: drop sigma")
-    if c.eval.solver in (*FIXED_STEP_SOLVERS, FEW_STEP) and c.eval.num_steps is None:
+    if c.eval.solver in (*FIXED_STEP_SOLVERS, FEW_STEP, "ctmc") and c.eval.num_steps is None:
         raise ValueError(
             f"eval.solver {c.eval.solver!r} takes a fixed number of steps: give eval.num_steps "
             "(--eval-num-steps), or choose an adaptive solver (dopri5, tsit5, ...)"

@@ -79,6 +79,7 @@ class Task:
     target: Any
     x_test: np.ndarray | None = None
     y_test: np.ndarray | None = None
+    extra: dict | None = None  # family runs: the manifold, or the vocabulary and exact law
 
     @property
     def target_x(self):
@@ -92,14 +93,18 @@ def _divisor(config) -> int:
 def task_kind(target: str) -> str:
     """``"images"`` or ``"points"``, from the target name (a file: from its array's rank)."""
     from flowjax_fm import data
+    from flowjax_fm.experiments._families import family_kind
 
     if target == "digits":
         return "images"
+    if family_kind(target):
+        return family_kind(target)
     if not is_file_spec(target):
         if target not in data.TOY_NAMES:
             raise ValueError(
                 f"unknown target {target!r}: give 'digits', a .npy/.npz file or one of "
-                f"{sorted(data.TOY_NAMES)}"
+                f"{sorted(data.TOY_NAMES)}, or a manifold / token toy: sphere-vmf, torus-mixture, "
+                "checkerboard-tokens, moons-tokens, markov-digits"
             )
         return "points"
     if target.endswith(".npz"):
@@ -108,6 +113,8 @@ def task_kind(target: str) -> str:
         arr = np.load(target, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError) as err:
         raise ValueError(f"{target}: cannot read a .npy array ({' '.join(str(err).split())})") from None
+    if family_kind(target, arr):
+        return family_kind(target, arr)
     return "images" if arr.ndim == 4 else "points"
 
 
@@ -144,7 +151,10 @@ def _load_source(spec: str, event_shape):
 def load_task(config, kind: str) -> Task:
     """Load and check the source and target of a resolved ``config``."""
     from flowjax_fm import data
+    from flowjax_fm.experiments._families import FAMILY_KINDS, load_family
 
+    if kind in FAMILY_KINDS:
+        return load_family(config, kind)
     if kind == "images":
         if config.target == "digits":
             x, y = data.load_digits()

@@ -100,6 +100,21 @@ class Evaluator:
                         num_steps=e.num_steps if num_steps is None else num_steps, rtol=e.rtol,
                         atol=e.atol, **kw)
 
+    def _family(self, params, n: int):
+        from flowjax_fm.experiments._data import draw
+        from flowjax_fm.experiments._families import evaluate_family, generate_family
+
+        e, task = self.config.eval, self.task
+        k0, k1, k2 = jax.random.split(self.key, 3)
+        x0 = jnp.asarray(draw(task.source, k0, n, task.event_shape))
+        x_ref = draw(task.target, k1, n, task.event_shape)
+        res = generate_family(task.kind, self.model, params, x0, num_steps=e.num_steps,
+                              solver=e.solver, key=k2, extra=task.extra)
+        x_gen = np.asarray(res if task.kind == "tokens" else res.x)
+        out = evaluate_family(task.kind, x_gen, x_ref, task.extra)
+        out["nfe"] = int(e.num_steps if task.kind == "tokens" else res.nfe)
+        return out, (x_gen, x_ref)
+
     def _points(self, params, n: int):
         from flowjax_fm import metrics
         from flowjax_fm.experiments._data import draw
@@ -148,6 +163,10 @@ class Evaluator:
 
     def scalars(self, params) -> dict:
         """A few numbers for the training log (evaluation every ``eval.every`` steps)."""
+        from flowjax_fm.experiments._families import FAMILY_KINDS
+
+        if self.task.kind in FAMILY_KINDS:
+            return self._family(params, self.config.eval.samples)[0]
         if self.task.kind == "points":
             return self._points(params, self.config.eval.samples)[0]
         if self.classifier is None:
@@ -165,6 +184,14 @@ class Evaluator:
         from flowjax_fm.experiments import _plots
 
         e = self.config.eval
+        from flowjax_fm.experiments._families import FAMILY_KINDS, plot_family
+
+        if self.task.kind in FAMILY_KINDS:
+            result, (x_gen, x_ref) = self._family(params, e.samples)
+            if workdir is not None:
+                plot_family(self.task.kind, workdir / "samples.png", x_gen, x_ref, self.task.extra)
+                np.save(workdir / "samples.npy", x_gen)
+            return result
         if self.task.kind == "points":
             result, (x0, x_gen, x_ref) = self._points(params, e.samples)
             if workdir is not None:

@@ -147,6 +147,7 @@ class Run:
     checkpoint_step: int
     source: Any
     record: dict
+    extra: dict | None = None
 
     @property
     def has_ema(self) -> bool:
@@ -208,7 +209,11 @@ def load_run(run_dir: str | os.PathLike, *, step: int | None = None) -> Run:
     event_shape = tuple(record["event_shape"])
     conditions = record["conditions"]
     num_classes = None if conditions is None else int(conditions["num_classes"])
-    built = build(config, event_shape, num_classes)
+    from flowjax_fm.experiments._families import FAMILY_KINDS, load_family
+
+    family = load_family(config, record["kind"]) if record["kind"] in FAMILY_KINDS else None
+    extra = None if family is None else family.extra
+    built = build(config, event_shape, num_classes, extra=extra)
     like = training.init_state(built.init, built.optimizer)
     ckpt = training.Checkpointer(run_dir / "checkpoint")
     try:
@@ -227,8 +232,9 @@ def load_run(run_dir: str | os.PathLike, *, step: int | None = None) -> Run:
         built.step,
         state,
         loaded,
-        _load_source(config.source, event_shape),
+        family.source if family is not None else _load_source(config.source, event_shape),
         record,
+        extra,
     )
 
 

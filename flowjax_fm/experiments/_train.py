@@ -75,7 +75,7 @@ def prepare(config):
     config = resolve(config, kind)
     task = load_task(config, kind)
     refs = {"source": file_ref(config.source), "target": file_ref(config.target)}
-    built = build(config, task.event_shape, task.num_classes)
+    built = build(config, task.event_shape, task.num_classes, extra=task.extra)
     return config, task, refs, built
 
 
