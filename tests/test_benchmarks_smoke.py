@@ -21,7 +21,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SUITES = ["train", "coupling", "sinkhorn", "sampling", "likelihood", "scaling", "quality", "reflow",
           "unet", "digits", "paper2d", "conditional", "pairing", "auction", "large_sinkhorn",
-          "semidiscrete"]
+          "semidiscrete", "fewstep", "riemannian", "discrete"]
 # Each suite's smoke run takes one to three minutes of CPU: they run in the slow tier
 # (`make test-all`), out of the default run.
 DEFAULT: set[str] = set()
