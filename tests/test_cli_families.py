@@ -43,3 +43,43 @@ def test_bad_family_options_are_one_line(flags, message, tmp_path, capsys):
     line = fail(capsys, ["train", *QUICK, *flags, "--out", str(tmp_path / "x")])
     assert message in line
     assert not (tmp_path / "x").exists()
+
+
+def test_token_targets_train_and_sample(tmp_path, capsys):
+    out = tmp_path / "grid"
+    assert main(["train", *QUICK, "--target", "checkerboard-tokens", "--eval-num-steps", "8",
+                 "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0.0 <= metrics["tv"] <= 1.0 and metrics["invalid"] == 0.0 and metrics["nfe"] == 8
+    config = json.loads((out / "config.json").read_text())
+    assert config["objective"] == "discrete" and config["path"] == "mixture"
+    assert main(["sample", "--checkpoint", str(out), "--n", "40", "--num-steps", "4",
+                 "--out", str(tmp_path / "s")]) == 0
+    x = np.load(tmp_path / "s" / "samples.npy")
+    assert x.shape == (40, 2) and x.dtype.kind == "i" and x.min() >= 0 and x.max() < 64
+
+
+def test_a_token_file_and_the_transformer_with_a_mask_source(tmp_path, capsys):
+    data = np.random.default_rng(0).integers(0, 5, size=(200, 6)).astype(np.int32)
+    np.save(tmp_path / "tokens.npy", data)
+    out = tmp_path / "file"
+    assert main(["train", "--steps", "4", "--batch", "16", "--eval-samples", "32", "--devices", "1",
+                 "--chunk", "2", "--no-progress", "--target", str(tmp_path / "tokens.npy"),
+                 "--source", "mask", "--model", "token-transformer", "--eval-num-steps", "4",
+                 "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0.0 <= metrics["marginal_tv"] <= 1.0
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--coupling", "exact-ot"], "a tokens run pairs nothing"),
+        (["--solver", "dopri5"], "CTMC steps"),
+        (["--source", "normal"], "'uniform' or 'mask'"),
+    ],
+)
+def test_bad_token_options_are_one_line(flags, message, tmp_path, capsys):
+    line = fail(capsys, ["train", *QUICK, "--target", "checkerboard-tokens", *flags,
+                         "--out", str(tmp_path / "x")])
+    assert message in line
