@@ -36,6 +36,8 @@ SUITES = {
     "auction": "bench_auction",
     "large_sinkhorn": "bench_large_sinkhorn",
     "semidiscrete": "bench_semidiscrete",
+    "riemannian": "bench_riemannian",
+    "fewstep": "bench_fewstep",
 }
 
 

@@ -42,7 +42,7 @@ def model_names() -> tuple[str, ...]:
     return ("mlp", "unet", "token-mlp", "token-transformer", *sorted(_MODELS))
 
 
-def _mlp(cfg, event_shape, num_classes, seed, two_time=False):
+def _mlp(cfg, event_shape, num_classes, seed, two_time=False, periodic=False):
     from flax import nnx
 
     from flowjax_fm import models
@@ -53,6 +53,7 @@ def _mlp(cfg, event_shape, num_classes, seed, two_time=False):
         activation=cfg.activation,
         num_classes=num_classes,
         two_time=two_time,
+        periodic=periodic,
         rngs=nnx.Rngs(seed),
     )
 
@@ -129,7 +130,11 @@ def build(config, event_shape, num_classes: int | None, *, extra: dict | None = 
     elif name == "mlp":
         if config.model.options:
             raise ValueError("model.options are for registered models; the mlp takes hidden, activation")
-        model = _mlp(config.model, event_shape, num_classes, config.seed, objective.two_time)
+        from flowjax_fm.manifolds import FlatTorus
+
+        periodic = isinstance(manifold, FlatTorus)  # angles in: (cos, sin) features
+        model = _mlp(config.model, event_shape, num_classes, config.seed, objective.two_time,
+                     periodic)
     elif name == "unet":
         if config.model.options:
             raise ValueError("model.options are for registered models; the unet takes channels, ...")

@@ -24,6 +24,7 @@ from flowjax_fm.losses._few_step import (
     meanflow_loss,
     shortcut_loss,
 )
+from flowjax_fm.losses._score import SCORE_WEIGHTINGS, SF2MObjective, score_loss, split_flow_score
 from flowjax_fm.losses._weighting import cosmap_weight, logit_normal_weight, sigma_sqrt_weight
 
 __all__ = [
@@ -50,4 +51,8 @@ __all__ = [
     "per_example_keys",
     "regress",
     "sample_conditional",
+    "SCORE_WEIGHTINGS",
+    "SF2MObjective",
+    "score_loss",
+    "split_flow_score",
 ]

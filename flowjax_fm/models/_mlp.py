@@ -224,6 +224,8 @@ class MLP(nnx.Module):
       two_time: ``True`` for a two-time model ``model(x, t, r=r)`` (the average velocity
         from ``t`` to ``r``, above); ``False`` (the default) for ``model(x, t)``. Read back
         as ``model.two_time``.
+      periodic: ``True`` reads ``x`` as angles through :math:`(\cos x, \sin x)` (a field on
+        the flat torus, continuous across :math:`0 \equiv 2\pi`; default ``False``).
       rngs: ``nnx.Rngs`` for initialisation.
 
     Ints may be Python or NumPy ints; bools are refused.
@@ -272,6 +274,7 @@ class MLP(nnx.Module):
         class_embed_dim: int = 16,
         cond_dim: int | None = None,
         two_time: bool = False,
+        periodic: bool = False,
         rngs: nnx.Rngs,
     ):
         if isinstance(activation, str):
@@ -294,7 +297,10 @@ class MLP(nnx.Module):
         self.num_classes = num_classes
         self.cond_dim = cond_dim
         self.two_time = two_time
+        self.periodic = check_bool("periodic", periodic)
         extra = (2 if two_time else 1) * (1 + 2 * time_frequencies)  # phi(t) [and phi(r - t)]
+        if self.periodic:
+            extra += dim  # (cos x, sin x) in place of x
         if num_classes is not None:
             self.class_embed = nnx.Embed(num_classes + 1, class_embed_dim, rngs=rngs)
             extra += class_embed_dim
@@ -328,7 +334,8 @@ class MLP(nnx.Module):
             raise ValueError(f"x must be floating point, got dtype {flat.dtype}")
         r = end_time("MLP", self.two_time, r, batch)
         t = t.astype(flat.dtype)
-        feats = [flat, time_features(t, self.time_frequencies)]
+        coords = [jnp.cos(flat), jnp.sin(flat)] if self.periodic else [flat]
+        feats = [*coords, time_features(t, self.time_frequencies)]
         if r is not None:
             feats.append(time_features(r.astype(flat.dtype) - t, self.time_frequencies))
         if self.num_classes is not None:

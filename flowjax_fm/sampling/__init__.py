@@ -9,6 +9,7 @@ from flowjax_fm.sampling._few_step import sample_few_step
 from flowjax_fm.sampling._grids import time_grid
 from flowjax_fm.sampling._guidance import guided_field
 from flowjax_fm.sampling._sample import SampleResult, encode, round_trip_error, sample
+from flowjax_fm.sampling._sde import SDE_SOLVER_NAMES, probability_flow, sample_sde
 from flowjax_fm.sampling._solvers import RK4, SOLVER_NAMES, RK4ThreeEighths
 
 __all__ = [
@@ -21,5 +22,8 @@ __all__ = [
     "round_trip_error",
     "sample",
     "sample_few_step",
+    "sample_sde",
+    "probability_flow",
+    "SDE_SOLVER_NAMES",
     "time_grid",
 ]
