@@ -22,6 +22,7 @@ from flowjax_fm.couplings._base import (
 from flowjax_fm.couplings._independent import IndependentCoupling
 from flowjax_fm.couplings._large_sinkhorn import LargeSinkhornCoupling
 from flowjax_fm.couplings._ot import ExactOTCoupling, SinkhornCoupling
+from flowjax_fm.couplings._partial import PartialOTCoupling
 from flowjax_fm.couplings._semidiscrete import SemidiscreteCoupling, SemidiscreteInfo, fit_semidiscrete
 
 COUPLINGS = {
@@ -29,6 +30,7 @@ COUPLINGS = {
     "exact-ot": ExactOTCoupling,
     "sinkhorn": SinkhornCoupling,
     "large-sinkhorn": LargeSinkhornCoupling,
+    "partial-ot": PartialOTCoupling,
 }
 
 
@@ -69,6 +71,7 @@ __all__ = [
     "IndependentCoupling",
     "LargeSinkhornCoupling",
     "Pairing",
+    "PartialOTCoupling",
     "SemidiscreteCoupling",
     "SemidiscreteInfo",
     "SinkhornCoupling",
