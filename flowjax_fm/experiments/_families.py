@@ -56,6 +56,11 @@ def _token_target(config):
     if x.ndim != 2 or not np.issubdtype(x.dtype, np.integer) or x.min() < 0:
         raise ValueError(f"{target}: token data must be non-negative integers (N, L), got "
                          f"{x.dtype} {x.shape}")
+    if int(x.max()) < 1:
+        raise ValueError(
+            f"{target}: an integer array is token data (a tokens run) and needs at least 2 "
+            f"token values, got only {int(x.max())}; points must be floating point"
+        )
     return x.astype(np.int32), int(x.max()) + 1, int(x.shape[1]), ("marginals", x)
 
 
