@@ -382,3 +382,13 @@ def first_line(exc: BaseException) -> str:
         if "EquinoxRuntimeError:" in line:
             return line.split("EquinoxRuntimeError:", 1)[1].strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def check_key(key) -> None:
+    """TypeError unless ``key`` is one ``jax.random.key(seed)`` (or a legacy ``PRNGKey``)."""
+    dtype = getattr(key, "dtype", None)
+    typed = dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
+    legacy = dtype is not None and dtype == np.uint32 and np.shape(key) == (2,)
+    if not (typed and np.ndim(key) == 0) and not legacy:
+        shown = f"dtype {dtype} and shape {np.shape(key)}" if dtype is not None else repr(key)
+        raise TypeError(f"key must be one jax.random.key(seed) (or a legacy PRNGKey), got {shown}")

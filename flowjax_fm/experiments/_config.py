@@ -134,6 +134,22 @@ class RunConfig:
 
 _SUB = {"model": ModelConfig, "eval": EvalConfig}
 
+# flows on manifolds: geodesic paths from the uniform law, geodesic exact OT, projected rk4
+_MANIFOLD_DEFAULTS = {
+    "source": "uniform",
+    "model.name": "mlp",
+    "coupling": "exact-ot",
+    "path": "geodesic",
+    "cond_dropout": 0.0,
+    "steps": 5000,
+    "batch": 256,
+    "lr": 1e-3,
+    "chunk": 500,
+    "checkpoint_every": 5000,
+    "eval.solver": "rk4",
+    "eval.num_steps": 20,
+}
+
 # the defaults that depend on the run's kind: the only place they are stated
 TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     "points": {
@@ -164,34 +180,8 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
         "eval.num_steps": 10,
     },
     # flows on manifolds: geodesic paths from the uniform law, geodesic exact OT, projected rk4
-    "sphere": {
-        "source": "uniform",
-        "model.name": "mlp",
-        "coupling": "exact-ot",
-        "path": "geodesic",
-        "cond_dropout": 0.0,
-        "steps": 5000,
-        "batch": 256,
-        "lr": 1e-3,
-        "chunk": 500,
-        "checkpoint_every": 5000,
-        "eval.solver": "rk4",
-        "eval.num_steps": 20,
-    },
-    "torus": {
-        "source": "uniform",
-        "model.name": "mlp",
-        "coupling": "exact-ot",
-        "path": "geodesic",
-        "cond_dropout": 0.0,
-        "steps": 5000,
-        "batch": 256,
-        "lr": 1e-3,
-        "chunk": 500,
-        "checkpoint_every": 5000,
-        "eval.solver": "rk4",
-        "eval.num_steps": 20,
-    },
+    "sphere": _MANIFOLD_DEFAULTS,
+    "torus": _MANIFOLD_DEFAULTS,
     # discrete flows: the mixture path from uniform tokens, CTMC Euler steps
     "tokens": {
         "source": "uniform",

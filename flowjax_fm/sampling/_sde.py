@@ -29,7 +29,7 @@ import lineax as lx
 import numpy as np
 
 from flowjax_fm import _ode
-from flowjax_fm._checks import check_bool, check_int, check_real, fail_if, is_traced
+from flowjax_fm._checks import check_bool, check_int, check_key, check_real, fail_if, is_traced
 from flowjax_fm.sampling._sample import SampleResult
 from flowjax_fm.sampling._solvers import evaluation_plan
 
@@ -87,15 +87,6 @@ def _levy_area(solver):
         if issubclass(cls, minimal):
             return cls
     return diffrax.SpaceTimeTimeLevyArea  # pragma: no cover - diffrax has nothing richer
-
-
-def _check_key(key) -> None:
-    dtype = getattr(key, "dtype", None)
-    typed = dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
-    legacy = dtype is not None and dtype == np.uint32 and np.shape(key) == (2,)
-    if not (typed and np.ndim(key) == 0) and not legacy:
-        shown = f"dtype {dtype} and shape {np.shape(key)}" if dtype is not None else repr(key)
-        raise TypeError(f"key must be one jax.random.key(seed) (or a legacy PRNGKey), got {shown}")
 
 
 def _as_sigma(sigma, dtype):
@@ -339,7 +330,7 @@ def sample_sde(
     solver_obj = _resolve_solver(solver)
     if score is not None and not callable(score):
         raise TypeError(f"score must be None or a function score(x, t[, cond=c]), got {type(score).__name__}")
-    _check_key(key)
+    check_key(key)
     _ode.check_options(rtol=rtol, atol=atol, t0=t0, t1=t1, num_steps=num_steps,
                        max_steps=max_steps, throw=throw)
     if num_steps is None:

@@ -23,6 +23,7 @@ from flowjax_fm._checks import (
     check_bool,
     check_choice,
     check_int,
+    check_key,
     check_labels,
     check_positive_int,
     first_line,
@@ -70,15 +71,6 @@ class RuntimeCheckError(NonFiniteLossError, RuntimeError):
 def _is_check_failure(err: BaseException) -> bool:
     """Whether ``err`` is an ``equinox.error_if`` failure (eager, or from a compiled program)."""
     return "EquinoxRuntimeError" in type(err).__name__ or "EquinoxRuntimeError" in str(err)
-
-
-def _check_key(key) -> None:
-    dtype = getattr(key, "dtype", None)
-    typed = dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
-    legacy = dtype is not None and dtype == np.uint32 and np.shape(key) == (2,)
-    if not (typed and np.ndim(key) == 0) and not legacy:
-        shown = f"dtype {dtype} and shape {np.shape(key)}" if dtype is not None else repr(key)
-        raise TypeError(f"key must be one jax.random.key(seed) (or a legacy PRNGKey), got {shown}")
 
 
 def _num_classes(step) -> int | None:
@@ -476,7 +468,7 @@ def fit(
             f"state must be a TrainState (fm.training.init_state) or carry a step counter, got "
             f"{type(state).__name__}"
         )
-    _check_key(key)
+    check_key(key)
     check_choice("pairing", pairing, PAIRINGS)
     prefetch = check_positive_int("prefetch", prefetch)
     if workers is None:
