@@ -36,6 +36,7 @@ SUITES = {
     "auction": "bench_auction",
     "large_sinkhorn": "bench_large_sinkhorn",
     "semidiscrete": "bench_semidiscrete",
+    "discrete": "bench_discrete",
     "riemannian": "bench_riemannian",
     "fewstep": "bench_fewstep",
 }

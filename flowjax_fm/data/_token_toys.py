@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from flowjax_fm._checks import check_choice, check_int, check_positive_int
+from flowjax_fm._checks import check_choice, check_int, check_positive_int, is_concrete
 from flowjax_fm.data._toy import sample_toy
 
 __all__ = [
@@ -314,7 +314,7 @@ def markov_log_prob(x: jax.Array, *, vocab: int = 10) -> jax.Array:
     shape, dtype = tuple(np.shape(x)), jnp.result_type(x)
     if len(shape) != 2 or 0 in shape or not jnp.issubdtype(dtype, jnp.integer):
         raise ValueError(f"x must be integer tokens of shape (B, L), got shape {shape} and dtype {dtype}")
-    if not isinstance(x, jax.core.Tracer):
+    if is_concrete(x):
         v = np.asarray(x)
         if v.min() < 0 or v.max() >= vocab:
             raise ValueError(f"x must lie in [0, {vocab}) (vocab), got tokens from {v.min()} to {v.max()}")
