@@ -12,9 +12,23 @@ published numbers; the definitions are in :mod:`flowjax_fm.data._toy`.
 
 from flowjax_fm.data._images import load_array_dataset, load_digits
 from flowjax_fm.data._points import load_points
+from flowjax_fm.data._token_toys import (
+    GRID_BOXES,
+    grid_token_probs,
+    grid_tokens,
+    markov_chain,
+    markov_digits,
+    markov_log_prob,
+)
 from flowjax_fm.data._toy import TOY_NAMES, make_sampler, sample_toy, toy_log_prob
 
 __all__ = [
+    "GRID_BOXES",
+    "grid_token_probs",
+    "grid_tokens",
+    "markov_chain",
+    "markov_digits",
+    "markov_log_prob",
     "TOY_NAMES",
     "load_array_dataset",
     "load_digits",
