@@ -19,7 +19,7 @@ demo: $(STAMP)
 	$(BIN)/flowjax-fm train
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow" -n 2 --dist loadgroup -q --doctest-modules flowjax_fm tests
+	$(BIN)/python -m pytest -m "not slow" -n 2 --dist loadgroup -q --durations=25 --doctest-modules flowjax_fm tests
 
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -q --doctest-modules flowjax_fm tests

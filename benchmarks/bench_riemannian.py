@@ -75,22 +75,11 @@ BANDWIDTHS = (0.1, 0.3, 1.0)  # radians
 HIDDEN = (128, 128, 128)
 
 
-def _toys():
-    """The manifold toys: ``fm.data`` once exported there, else their module."""
-    import flowjax_fm as fm
-
-    if hasattr(fm.data, "sphere_vmf_mixture"):
-        return fm.data
-    from flowjax_fm.data import _manifold_toys
-
-    return _manifold_toys
-
-
 def task(name):
     """``(manifold, source, target, dim)`` of a task."""
     import flowjax_fm as fm
 
-    toys = _toys()
+    toys = fm.data
     if name == "sphere":
         return fm.manifolds.Sphere(), toys.sphere_uniform, toys.sphere_vmf_mixture, 3
     return fm.manifolds.FlatTorus(), toys.torus_uniform, toys.torus_wrapped_mixture, 2

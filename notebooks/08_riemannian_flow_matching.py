@@ -58,16 +58,7 @@ import optax
 from flax import nnx
 
 import flowjax_fm as fm
-
-try:  # the manifold toy data sets
-    from flowjax_fm.data import sphere_uniform, sphere_vmf_mixture, torus_uniform, torus_wrapped_mixture
-except ImportError:  # a version that does not export them from fm.data yet
-    from flowjax_fm.data._manifold_toys import (
-        sphere_uniform,
-        sphere_vmf_mixture,
-        torus_uniform,
-        torus_wrapped_mixture,
-    )
+from flowjax_fm.data import sphere_uniform, sphere_vmf_mixture, torus_uniform, torus_wrapped_mixture
 
 FAST = os.environ.get("FLOWJAX_FAST", "0") == "1"
 NUM_STEPS = 400 if FAST else 3_000  # training steps per model

@@ -48,6 +48,26 @@ SLOW_TIER = {
     "tests/test_few_step.py::test_two_time_objectives_train_through_make_train_step[objective1]",
     "tests/test_discrete_training.py::test_the_same_step_on_8_devices",
     'tests/test_pairing_prefetch.py::test_prefetch_of_a_device_coupling_matches_in_step',  # 15 s
+    # doctests and auction tests of 11-30 s each (a full run with --durations at load ~4): the
+    # measured default run took 17 min of CPU (14 min wall at load 4.5) with them
+    "flowjax_fm/couplings/_large_sinkhorn.py::flowjax_fm.couplings._large_sinkhorn.LargeSinkhornCoupling",
+    "flowjax_fm/discrete/_objective.py::flowjax_fm.discrete._objective.DiscreteObjective",
+    "flowjax_fm/couplings/_auction.py::flowjax_fm.couplings._auction.auction_assignment",
+    "flowjax_fm/couplings/_semidiscrete.py::flowjax_fm.couplings._semidiscrete.SemidiscreteCoupling.transform",
+    "flowjax_fm/couplings/_semidiscrete.py::flowjax_fm.couplings._semidiscrete.fit_semidiscrete",
+    "flowjax_fm/sampling/_sde.py::flowjax_fm.sampling._sde.sample_sde",
+    "flowjax_fm/trajectories/_snapshots.py::flowjax_fm.trajectories._snapshots.make_trajectory_sampler",
+    "flowjax_fm/couplings/_partial.py::flowjax_fm.couplings._partial.PartialOTCoupling",
+    "flowjax_fm/models/_tokens.py::flowjax_fm.models._tokens.TokenTransformer",
+    "flowjax_fm/_ode.py::flowjax_fm._ode.solve",
+    "flowjax_fm/data/_manifold_toys.py::flowjax_fm.data._manifold_toys.sphere_vmf_mixture",
+    "tests/test_auction.py::test_vmap_equals_loop_and_jit_equals_eager",
+    "tests/test_auction.py::test_max_rounds_is_a_guard_not_a_silent_answer",
+    "tests/test_auction.py::test_within_stated_tolerance_of_scipy[256]",
+    "tests/test_auction.py::test_non_finite_cost_raises_or_is_reported_per_problem",
+    "tests/test_auction.py::test_solver_policy_auction_paths",
+    "tests/test_cli_few_step.py::test_other_few_step_objectives_train_and_sample[consistency]",
+    "tests/test_discrete.py::test_token_mlp_shapes_null_class_and_traced_bad_tokens_are_nan",
     # Seen once (fresh-clone CI run, worker gw0, after other files): the jitted LogitNormalTime(-1, 2)
     # draw came back all NaN while eager was finite; it passes alone and in every other full run.
     # Kept out of the default run until the order dependence is found (noted in issue 10's close).

@@ -66,8 +66,8 @@ def _token_target(config):
 
 def load_family(config, kind: str):
     """The :class:`Task` of a family run; its ``extra`` holds the manifold or the vocabulary."""
+    from flowjax_fm import data as mt
     from flowjax_fm import discrete
-    from flowjax_fm.data import _manifold_toys as mt
     from flowjax_fm.experiments._data import Task
 
     if kind in ("sphere", "torus"):
