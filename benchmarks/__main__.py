@@ -39,6 +39,8 @@ SUITES = {
     "discrete": "bench_discrete",
     "riemannian": "bench_riemannian",
     "fewstep": "bench_fewstep",
+    "bridges": "bench_bridges",
+    "trajectory": "bench_trajectory",
 }
 
 

@@ -50,7 +50,8 @@ def results_dir(out: str | os.PathLike | None = None) -> pathlib.Path:
 
 
 DISTRIBUTIONS = {"flax": "flax", "optax": "optax", "diffrax": "diffrax", "ott": "ott-jax", "torch": "torch",
-                 "torchcfm": "torchcfm", "ot": "POT", "torchdiffeq": "torchdiffeq"}
+                 "torchcfm": "torchcfm", "ot": "POT", "torchdiffeq": "torchdiffeq",
+                 "torchsde": "torchsde"}
 
 
 @functools.cache

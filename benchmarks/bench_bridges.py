@@ -3,7 +3,7 @@
 Run (one pinned core; the full run takes about 20 minutes there):
 
     .venv/bin/python -m benchmarks.bench_bridges --core 1 [--quick] [--steps 4000] [--seeds 0 1 2]
-        [--tasks "8gaussians->moons" "N(0,I)->moons"] [--couplings exact sinkhorn]
+        [--tasks "8gaussians->moons" "N(0,I)->moons"] [--couplings exact sinkhorn] [--init same]
 
 ``--quick``: a smoke test (8gaussians -> moons, exact OT, seed 0, 60 steps, 200 evaluation
 points, one timed repeat).
@@ -15,6 +15,17 @@ time_varying=True, w=64)`` (3 x 64 SELU, input ``[x, t]``; ours ``fm.models.MLP(
 1e-2, batch 256, loss = flow + score with [SF]2M's lambda(t) weighting. The notebook runs 10,000
 steps; the default budget here is ``--steps`` 4,000 per run. Pairs: exact OT (the notebook's
 default ``ot_method="exact"``) and entropic OT at regularisation 2 sigma^2 (``sinkhorn``).
+
+Same initial networks (``--init same``, the default): per task and seed, torchcfm's two MLPs
+are built first (torch seeded with the seed, as its notebook would), and their initial weights
+are copied into ours (the two architectures are the same function: input ``[x, t]`` with ``t``
+as one raw feature, three ``Linear`` + SELU layers of ``--width`` and a ``Linear`` output;
+ours with ``time_frequencies=0``); the two flows and the two scores are checked to agree on a
+random batch to 1e-5 before training. Both libraries therefore start from torch's
+``nn.Linear`` initialisation (uniform +- 1/sqrt(fan_in), weights and biases). ``--init
+native``: each library its own initialisation (ours Flax nnx's defaults, seeded by the seed):
+the comparison then also measures the two initialisations. Rows record ``init``; rows written
+before the flag existed are ``native``.
 
 Same arrays: per task and seed, every training batch is drawn up front (``fm.data`` samplers,
 one 256-point draw per step, as torchcfm's notebook draws per step) and both libraries train on
@@ -54,7 +65,8 @@ reported apart as ``compile s``), on one core for both libraries.
 Writes ``bridges.jsonl`` (one line per task, coupling, seed, library and sampler; appended),
 ``bridges.md`` (mean +- sd over seeds, and ours against torchcfm cell by cell) and
 ``bridges.png`` (W2 against cost) under ``RESULTS`` (``bridges_quick.*`` with ``--quick``).
-The table keeps the newest row of every run with this run's settings; ``--render`` rewrites it.
+The table keeps the newest row of every run with this run's settings (``--init`` included);
+``--render`` rewrites it.
 """
 
 from __future__ import annotations
@@ -77,6 +89,84 @@ LIBS = ("flowjax_fm", "torchcfm")
 CHUNK = 500
 DATA_KEY, EVAL_KEYS = 20_000, (30_001, 30_002, 30_003)  # training batches; source, target, floor
 SDE_KEY = 40_000
+INITS = ("same", "native")
+LEGACY = {"init": "native"}  # the value of a setting in rows written before it existed
+INIT_TOL = 1e-5
+
+
+# -- one initialisation for both libraries -------------------------------------------------------
+
+
+def torch_mlps(seed: int, width: int, count: int):
+    """``count`` torchcfm MLPs (2D, ``[x, t]`` input) built after seeding with ``seed``, and the
+    torch and numpy RNG states right after building (restore them before the torch training, so
+    its draws do not depend on what ran in between)."""
+    t = peers.torch()
+    peers.seed(seed)
+    nets = [peers.mlp(2, width) for _ in range(count)]
+    return nets, (t.get_rng_state(), np.random.get_state())  # noqa: NPY002 - torchcfm's global RNG
+
+
+def restore_rng(state) -> None:
+    t = peers.torch()
+    t.set_rng_state(state[0])
+    np.random.set_state(state[1])  # noqa: NPY002
+
+
+def copy_torch_init(model, net, seed: int) -> float:
+    """Load the weights of torchcfm's ``MLP`` ``net`` into our ``fm.models.MLP`` ``model``.
+
+    Checks first that the two are the same function of their parameters (``[x, t]`` in, ``t`` as
+    one raw feature, the same widths, SELU, a linear output), then that the two networks agree
+    on a random batch to ``INIT_TOL``. Returns that largest absolute difference.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    t = peers.torch()
+    linears = [m for m in net.net if isinstance(m, t.nn.Linear)]
+    acts = [m for m in net.net if not isinstance(m, t.nn.Linear)]
+    ours = [*model.layers, model.out]
+    if (model.time_frequencies, model.periodic, model.two_time, model.num_classes, model.cond_dim) != (
+            0, False, False, None, None) or model.activation is not jax.nn.selu:
+        raise ValueError("our MLP must take [x, t] (time_frequencies=0, unconditional, one time) with SELU")
+    if len(linears) != len(ours) or not all(isinstance(m, t.nn.SELU) for m in acts):
+        raise ValueError(f"layer structures differ: torch {net.net}, ours {len(ours)} Linear layers")
+    for theirs, mine in zip(linears, ours, strict=True):
+        w, b = theirs.weight.detach().numpy(), theirs.bias.detach().numpy()  # (out, in), (out,)
+        if mine.kernel[...].shape != w.T.shape or mine.bias[...].shape != b.shape:
+            raise ValueError(f"layer shapes differ: torch {w.shape}, ours {mine.kernel[...].shape}")
+        mine.kernel[...] = jnp.asarray(w.T.copy())
+        mine.bias[...] = jnp.asarray(b.copy())
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(256, 2)).astype(np.float32) * 2
+    tt = rng.uniform(size=256).astype(np.float32)
+    with t.no_grad():
+        want = net(t.from_numpy(np.concatenate([x, tt[:, None]], axis=1))).numpy()
+    got = np.asarray(model(jnp.asarray(x), jnp.asarray(tt)))
+    diff = float(np.abs(got - want).max())
+    if not diff <= INIT_TOL:
+        raise AssertionError(f"initial networks differ by {diff:.2e} > {INIT_TOL:g} on a random batch")
+    return diff
+
+
+def wanted(rows, suite: str, quick: bool, want: dict) -> list[dict]:
+    """The rows of ``suite`` run with settings ``want`` (a setting a row lacks: ``LEGACY``'s)."""
+    return [r for r in rows if r.get("suite") == suite and r.get("quick") == quick
+            and all(r.get(k, LEGACY.get(k)) == v for k, v in want.items())]
+
+
+def init_of(rows) -> str:
+    return rows[0].get("init", LEGACY["init"]) if rows else LEGACY["init"]
+
+
+def init_words(init: str) -> str:
+    if init == "same":
+        return ("Init: **same**: both libraries start from identical networks (torchcfm's MLPs built "
+                "first, seeded, their nn.Linear initial weights copied into ours; checked equal on a "
+                "random batch to 1e-5 before training)")
+    return ("Init: **native**: each library its own initialisation (ours Flax nnx defaults, torchcfm "
+            "torch nn.Linear's uniform +- 1/sqrt(fan_in))")
 
 
 # -- data ---------------------------------------------------------------------------------------
@@ -148,8 +238,9 @@ def coupling(name: str, sigma: float):
     return fm.couplings.SinkhornCoupling(epsilon=2.0 * sigma**2)
 
 
-def train_ours(xs0, xs1, seed: int, coupling_name: str, args):
-    """Train on the given batches: ``(model, params, row)``."""
+def train_ours(xs0, xs1, seed: int, coupling_name: str, args, init_from=None):
+    """Train on the given batches: ``(model, params, row)``; ``init_from``: torch ``(flow,
+    score)`` networks whose initial weights ours copies."""
     import jax
     import jax.numpy as jnp
     import optax
@@ -158,6 +249,10 @@ def train_ours(xs0, xs1, seed: int, coupling_name: str, args):
     import flowjax_fm as fm
 
     model = _module_class()(args.width, nnx.Rngs(seed))
+    init_diff = None
+    if init_from is not None:
+        init_diff = max(copy_torch_init(model.flow, init_from[0], seed),
+                        copy_torch_init(model.score, init_from[1], seed + 1))
     opt = optax.adam(args.lr)
     step = fm.training.make_train_step(
         model, optimizer=opt, path=fm.paths.BrownianBridgePath(args.sigma),
@@ -186,7 +281,7 @@ def train_ours(xs0, xs1, seed: int, coupling_name: str, args):
     loss = np.concatenate(losses)
     row = {"train_s": float(per.sum()), "compile_s": None if steady is None else float(per[0] - steady),
            "steps_per_s": (n / steady) if steady else args.steps / float(per.sum()),
-           "final_loss": float(loss[-min(200, len(loss)):].mean())}
+           "final_loss": float(loss[-min(200, len(loss)):].mean()), "init_max_diff": init_diff}
     return model, state.params, row
 
 
@@ -232,14 +327,15 @@ def sample_ours(model, params, x0, ref, seed: int, args) -> list[dict]:
 # -- torchcfm ------------------------------------------------------------------------------------
 
 
-def train_torch(xs0, xs1, seed: int, coupling_name: str, args):
-    """torchcfm's SF2M notebook loop on the given batches: ``(flow, score, row)``."""
+def train_torch(xs0, xs1, seed: int, coupling_name: str, args, nets=None):
+    """torchcfm's SF2M notebook loop on the given batches: ``(flow, score, row)``; ``nets``: a
+    :func:`torch_mlps` result (built here when None: the same networks and RNG draws)."""
     from torchcfm.conditional_flow_matching import SchrodingerBridgeConditionalFlowMatcher
 
     t = peers.torch()
-    peers.seed(seed)
+    (flow, score), rng = nets or torch_mlps(seed, args.width, 2)
+    restore_rng(rng)
     matcher = SchrodingerBridgeConditionalFlowMatcher(sigma=args.sigma, ot_method=coupling_name)
-    flow, score = peers.mlp(2, args.width), peers.mlp(2, args.width)
     opt = t.optim.Adam(list(flow.parameters()) + list(score.parameters()), args.lr)
     a, b = t.from_numpy(xs0), t.from_numpy(xs1)
     losses = []
@@ -320,7 +416,8 @@ def sample_torch(flow, score, x0, ref, seed: int, args) -> list[dict]:
 def settings(args) -> dict:
     """What makes runs comparable (the table only mixes rows with equal settings)."""
     return {"steps": args.steps, "batch": args.batch, "lr": args.lr, "width": args.width, "sigma": args.sigma,
-            "eval": args.eval, "sde_steps": args.sde_steps, "sde_tol": args.sde_tol, "rtol": args.rtol}
+            "eval": args.eval, "sde_steps": args.sde_steps, "sde_tol": args.sde_tol, "rtol": args.rtol,
+            "init": args.init}
 
 
 def flags(ap) -> None:
@@ -340,13 +437,36 @@ def flags(ap) -> None:
                     help="seeds on which torchsde's default srk at dt = 1e-3 runs (about 20 s per 1,000 "
                          "samples: the slowest sampler)")
     ap.add_argument("--no-torch", action="store_true", help="ours only")
+    init_flag(ap)
+
+
+def init_flag(ap) -> None:
+    ap.add_argument("--init", choices=INITS, default="same",
+                    help="same: both libraries start from torchcfm's seeded initial networks (copied into "
+                         "ours); native: each its own initialisation")
+
+
+def need_torch_init(ctx) -> None:
+    """``--init same`` builds the torch networks even without the torchcfm side: torch needed."""
+    if ctx.args.init == "same":
+        reason = peers.missing("torch", "torchcfm")
+        if reason:
+            raise SystemExit(f"--init same needs torch and torchcfm ({reason}); use --init native")
+        peers.torch()
 
 
 def setup(ctx) -> None:
+    from importlib import metadata
+
+    try:  # the harness's version record leaves torchsde out
+        ctx.data["torchsde"] = metadata.version("torchsde")
+    except metadata.PackageNotFoundError:
+        ctx.data["torchsde"] = None
     ctx.args.repeats = ctx.repeats  # the harness's default / --quick value, for the samplers
     ctx.data["eval"] = {}
     ctx.data["torch_off"] = peers.start("torchcfm side", "torch", "torchcfm", "torchsde", "torchdiffeq",
                                         off="--no-torch" if ctx.args.no_torch else None)
+    need_torch_init(ctx)
 
 
 def cases(ctx):
@@ -361,14 +481,16 @@ def run_case(ctx, case) -> list[dict]:
     x0, ref, floor = eval_sets(ctx, case["task"])
     xs0, xs1 = batches(case["task"], case["seed"], a.steps, a.batch)
     base = {"suite": NAME, **case, "w2_floor": floor, "command": ctx.command, "threads": ctx.threads,
-            "repeats": a.repeats, **settings(a)}
+            "repeats": a.repeats, "torchsde": ctx.data["torchsde"], **settings(a)}
     rows = []
-    model, params, train = train_ours(xs0, xs1, case["seed"], case["coupling"], a)
+    nets = torch_mlps(case["seed"], a.width, 2) if a.init == "same" else None
+    model, params, train = train_ours(xs0, xs1, case["seed"], case["coupling"], a,
+                                      init_from=nets and nets[0])
     train["load_after"] = h.load_avg()
     rows += [{**base, "library": "flowjax_fm", **train, **r}
              for r in sample_ours(model, params, x0, ref, case["seed"], a)]
     if not ctx.data["torch_off"]:
-        flow, score, train = train_torch(xs0, xs1, case["seed"], case["coupling"], a)
+        flow, score, train = train_torch(xs0, xs1, case["seed"], case["coupling"], a, nets=nets)
         train["load_after"] = h.load_avg()
         rows += [{**base, "library": "torchcfm", **train, **r}
                  for r in sample_torch(flow, score, x0, ref, case["seed"], a)]
@@ -376,9 +498,7 @@ def run_case(ctx, case) -> list[dict]:
 
 
 def history(ctx, rows):
-    want = settings(ctx.args)
-    keep = [r for r in rows if r.get("suite") == NAME and r.get("quick") == ctx.quick
-            and all(r.get(k) == v for k, v in want.items())]
+    keep = wanted(rows, NAME, ctx.quick, settings(ctx.args))
     return h.latest(keep, lambda r: (r["task"], r["coupling"], r["seed"], r["library"], r["sampler"]))
 
 
@@ -438,7 +558,7 @@ def extra_md(ctx, rows) -> str:
                               "yes" if wa <= wb else "**no**", f"{wins}/{len(both)}", f"{cb / ca:.1f}x"])
     if not lines:
         return ""
-    return ("\n## Ours against torchcfm, cell by cell\n\n"
+    return (f"\n## Ours against torchcfm, cell by cell (init: {init_of(rows)})\n\n"
             "Mean W2 over the seeds both sides ran (lower is better); 'at least as good': our mean W2 <= "
             "torchcfm's; per seed: seeds where ours <= torchcfm's. Speed-up: torchcfm's wall time per "
             "1,000 samples / ours (steady state, compilation apart).\n\n"
@@ -464,7 +584,9 @@ def preamble(ctx, rows) -> str:
         f"torchcfm torchdiffeq). NFE: drift evaluations (flow + score). ms / 1k samples: median of "
         f"{r0['repeats']} timed calls (torchsde srk: one), compilation apart (compile s: our first "
         f"call's excess). Train s: wall time (ours: compilation included; steps/s: steady state). "
-        f"Command: {'; '.join(sorted({r.get('command') or ctx.command for r in rows}))}."
+        f"Command: {'; '.join(sorted({r.get('command') or ctx.command for r in rows}))}.\n\n"
+        f"{init_words(init_of(rows))}. Adam lr {r0['lr']} as the notebook (its late loss spikes make the "
+        f"last-step networks, and so the W2, noisy from seed to seed)."
     )
 
 

@@ -3,7 +3,7 @@
 Run (one pinned core; the full run takes about 8 minutes there):
 
     .venv/bin/python -m benchmarks.bench_trajectory --core 1 [--quick] [--steps 3000] [--seeds 0 1 2]
-        [--held 1 2 3]
+        [--held 1 2 3] [--init same]
 
 ``--quick``: a smoke test (held-out time index 2, seed 0, 40 steps, 200 points per time).
 
@@ -25,6 +25,13 @@ activation="selu")``; Adam ``--lr``; ``--steps`` steps of about ``--batch`` exam
   training pairs (``--batch`` // 3 points of each pair, drawn with ``np.random``), paired by
   ``ExactOptimalTransportConditionalFlowMatcher(sigma=--sigma)`` (``OTPlanSampler``, exact), with the
   time rescaled: the network sees ``t_k + s (t_{k+1} - t_k)`` and regresses ``u / (t_{k+1} - t_k)``.
+Initialisation (``--init same``, the default): per held-out time and seed torchcfm's MLP is
+built first (torch seeded with the seed) and its initial weights are copied into ours (the same
+architecture: ``[x, t]`` in, ``t`` one raw feature; checked equal on a random batch to 1e-5),
+so both flows start from the same function (torch ``nn.Linear``'s uniform +- 1/sqrt(fan_in)).
+``--init native``: each library its own initialisation (ours Flax nnx's defaults). Rows record
+``init``; rows written before the flag existed are ``native``.
+
 * ``McCann``: no training: the exact OT plan (``fm.couplings.ExactOTCoupling``) between the two
   snapshots around the held-out time, each pair interpolated linearly at the held-out time (the
   displacement interpolation of the neighbours).
@@ -34,14 +41,17 @@ Scoring: the learnt ODE integrated (dopri5, rtol = atol = ``--rtol``; ours diffr
 ``fm.sampling.sample`` with ``t0`` / ``t1``, torchcfm torchdiffeq) from the previous snapshot's
 points at ``t_{k-1}`` to ``t_k`` (``W2 from t_{k-1}``: the leave-one-out score of TrajectoryNet and
 [SF]2M) and from the first snapshot at ``t_0`` (``W2 from t_0``); exact W2
-(``fm.metrics.wasserstein``) against the held-out snapshot. Floor: W2 between the held-out
-snapshot and a fresh sample of the same time. Train time: wall time (ours: compilation included;
+(``fm.metrics.wasserstein``) against the held-out snapshot. ``resample W2``: W2 between the
+held-out snapshot and a fresh sample of the same time, for scale; not a floor, since the two
+samples split their points between the branches differently (binomial counts) and late in the
+course the branches are far apart. Train time: wall time (ours: compilation included;
 steps/s steady state), one core each.
 
 Writes ``trajectory.jsonl`` (one line per held-out time, seed and method; appended),
 ``trajectory.md`` (mean +- sd over seeds, and ours against torchcfm per held-out time) and
 ``trajectory.png`` under ``RESULTS`` (``trajectory_quick.*`` with ``--quick``). The table keeps
-the newest row of every run with this run's settings; ``--render`` rewrites it.
+the newest row of every run with this run's settings (``--init`` included); ``--render``
+rewrites it.
 """
 
 from __future__ import annotations
@@ -53,6 +63,7 @@ import numpy as np
 
 from benchmarks import _harness as h
 from benchmarks import _peers as peers
+from benchmarks import bench_bridges as bb
 
 NAME = "trajectory"
 METHODS = ("flowjax_fm", "torchcfm", "McCann", "copy previous")
@@ -90,7 +101,7 @@ def floor(seed: int, held: int, n: int, held_points) -> float:
 # -- ours -----------------------------------------------------------------------------------------
 
 
-def ours(train, t_held, seed: int, args) -> dict:
+def ours(train, t_held, seed: int, args, init_from=None) -> dict:
     import jax
     import optax
     from flax import nnx
@@ -98,6 +109,7 @@ def ours(train, t_held, seed: int, args) -> dict:
     import flowjax_fm as fm
 
     model = fm.models.MLP(2, (args.width,) * 3, activation="selu", rngs=nnx.Rngs(seed))
+    init_diff = None if init_from is None else bb.copy_torch_init(model, init_from, seed)
     opt = optax.adam(args.lr)
     step = fm.training.make_train_step(model, optimizer=opt, path=fm.paths.GaussianPath(args.sigma),
                                        objective=fm.trajectories.TrajectoryObjective(train.times))
@@ -116,7 +128,8 @@ def ours(train, t_held, seed: int, args) -> dict:
     first = push(train.points[0], float(times[0]))
     tail = np.asarray(hist["loss"][-min(200, len(hist["loss"])):])
     return {"x_prev": prev.x, "x_t0": first.x, "nfe": int(prev.nfe), "train_s": timing.train_s,
-            "compile_s": timing.compile_s, "steps_per_s": timing.steps_per_s, "final_loss": float(tail.mean())}
+            "compile_s": timing.compile_s, "steps_per_s": timing.steps_per_s, "final_loss": float(tail.mean()),
+            "init_max_diff": init_diff}
 
 
 def mccann(train, t_held) -> np.ndarray:
@@ -138,15 +151,15 @@ def mccann(train, t_held) -> np.ndarray:
 # -- torchcfm ------------------------------------------------------------------------------------
 
 
-def torchcfm(train, t_held, seed: int, args) -> dict:
+def torchcfm(train, t_held, seed: int, args, nets=None) -> dict:
     from torchcfm.conditional_flow_matching import ExactOptimalTransportConditionalFlowMatcher
 
     t = peers.torch()
-    peers.seed(seed)
+    (net,), rng = nets or bb.torch_mlps(seed, args.width, 1)  # seeded, then the network: as before
+    bb.restore_rng(rng)
     times = np.asarray(train.times, np.float64)
     xs = [t.from_numpy(np.array(x, np.float32)) for x in train.points]
     matcher = ExactOptimalTransportConditionalFlowMatcher(sigma=args.sigma)
-    net = peers.mlp(2, args.width)
     opt = t.optim.Adam(net.parameters(), args.lr)
     per_pair = max(args.batch // (len(xs) - 1), 1)
     rng = np.random  # torchcfm's plan sampler draws from numpy's global RNG too (seeded above)
@@ -192,7 +205,7 @@ def torchcfm(train, t_held, seed: int, args) -> dict:
 
 def settings(args) -> dict:
     return {"steps": args.steps, "batch": args.batch, "lr": args.lr, "width": args.width, "sigma": args.sigma,
-            "n": args.n, "rtol": args.rtol}
+            "n": args.n, "rtol": args.rtol, "init": args.init}
 
 
 def flags(ap) -> None:
@@ -207,11 +220,13 @@ def flags(ap) -> None:
     ap.add_argument("--rtol", type=float, default=1e-4, help="dopri5 rtol = atol (both libraries)")
     ap.add_argument("--chunk", type=int, default=500, help="ours: steps per compiled chunk")
     ap.add_argument("--no-torch", action="store_true", help="skip the torchcfm side")
+    bb.init_flag(ap)
 
 
 def setup(ctx) -> None:
     ctx.data["torch_off"] = peers.start("torchcfm side", "torch", "torchcfm", "torchdiffeq",
                                         off="--no-torch" if ctx.args.no_torch else None)
+    bb.need_torch_init(ctx)
 
 
 def cases(ctx):
@@ -227,11 +242,15 @@ def run_case(ctx, case) -> list[dict]:
     base = {"suite": NAME, **case, "t_held": float(t_held), "command": ctx.command, "threads": ctx.threads,
             "w2_floor": floor(case["seed"], case["held"], a.n, held_points), **settings(a)}
     rows = []
+    nets = bb.torch_mlps(case["seed"], a.width, 1) if a.init == "same" else None
     for method in METHODS:
         if method == "torchcfm" and ctx.data["torch_off"]:
             continue
         if method in ("flowjax_fm", "torchcfm"):
-            r = (ours if method == "flowjax_fm" else torchcfm)(train, t_held, case["seed"], a)
+            if method == "flowjax_fm":
+                r = ours(train, t_held, case["seed"], a, init_from=nets and nets[0][0])
+            else:
+                r = torchcfm(train, t_held, case["seed"], a, nets=nets)
             row = {k: v for k, v in r.items() if not k.startswith("x_")}
             row.update(w2_prev=w2(r["x_prev"], held_points), w2_t0=w2(r["x_t0"], held_points),
                        load_after=h.load_avg())
@@ -245,9 +264,7 @@ def run_case(ctx, case) -> list[dict]:
 
 
 def history(ctx, rows):
-    want = settings(ctx.args)
-    keep = [r for r in rows if r.get("suite") == NAME and r.get("quick") == ctx.quick
-            and all(r.get(k) == v for k, v in want.items())]
+    keep = bb.wanted(rows, NAME, ctx.quick, settings(ctx.args))
     return h.latest(keep, lambda r: (r["held"], r["seed"], r["method"]))
 
 
@@ -270,7 +287,7 @@ COLUMNS = [
     ("seeds", lambda t: len(t["rows"])),
     ("W2 from t_{k-1}", lambda t: h.mean_sd(r.get("w2_prev") for r in t["rows"])),
     ("W2 from t_0", lambda t: h.mean_sd(r.get("w2_t0") for r in t["rows"])),
-    ("floor", lambda t: f"{h.mean_of(t['rows'], 'w2_floor'):.3f}"),
+    ("resample W2", lambda t: f"{h.mean_of(t['rows'], 'w2_floor'):.3f}"),
     ("NFE", lambda t: _mean(t, "nfe", ".0f")), ("train s", lambda t: _mean(t, "train_s")),
     ("steps/s", lambda t: _mean(t, "steps_per_s", ".0f")), ("final loss", lambda t: _mean(t, "final_loss", ".3g")),
 ]
@@ -293,7 +310,7 @@ def extra_md(ctx, rows) -> str:
                           "yes" if wa <= wb else "**no**", f"{wins}/{len(both)}", h.fmt(mc, ".3f")])
     if not lines:
         return ""
-    return ("\n## Ours against torchcfm, per held-out time\n\n"
+    return (f"\n## Ours against torchcfm, per held-out time (init: {bb.init_of(rows)})\n\n"
             "Mean W2 over the seeds both ran; 'at least as good': our mean <= torchcfm's; per seed: seeds where "
             "ours <= torchcfm's; McCann: the no-training baseline.\n\n"
             + h.markdown_table(["held-out t", "integrated", "W2 ours", "W2 torchcfm", "at least as good",
@@ -313,9 +330,12 @@ def preamble(ctx, rows) -> str:
         f"{r0['batch'] // 3} OT pairs of each of the 3 consecutive training pairs per step. W2: exact, "
         f"against the held-out snapshot, after integrating the learnt ODE (dopri5, rtol = atol = "
         f"{r0['rtol']}) from the previous snapshot (t_(k-1)) or the first (t_0); mean +- sd over seeds. "
-        f"Floor: the held-out snapshot against a fresh sample of its time. Train s: wall time (ours: "
+        f"Resample W2: the held-out snapshot against a fresh sample of its time (not a floor: a fresh "
+        f"sample splits its points between the branches differently, and each point off by a branch costs "
+        f"the branches' distance, 6 t^2; a flow pushing the previous snapshot keeps that one's split). Train s: wall time (ours: "
         f"compilation included; steps/s steady). Command: "
-        f"{'; '.join(sorted({r.get('command') or ctx.command for r in rows}))}."
+        f"{'; '.join(sorted({r.get('command') or ctx.command for r in rows}))}.\n\n"
+        f"{bb.init_words(bb.init_of([r for r in rows if r['method'] == 'flowjax_fm'] or rows))}."
     )
 
 

@@ -2,7 +2,9 @@
 ``benchmarks.bench_trajectory``).
 
 The default run checks the tables on made-up rows (no training): every cell of ours against
-torchcfm is reported, a lost cell is marked. The slow tier runs each suite's ``--quick`` mode
+torchcfm is reported, a lost cell is marked, and a table shows only the rows of the chosen
+``--init`` (rows without the field count as ``native``); and it checks that ``--init same``
+copies torchcfm's initial MLP into ours exactly. The slow tier runs each suite's ``--quick`` mode
 in its own process, as a user would (about 30 s each on one core), with its output in a
 temporary folder.
 """
@@ -52,6 +54,46 @@ def test_bridges_tables_report_every_cell_and_mark_losses():
     assert "SDE EM 100 vs SDE SRK dt=1e-3" not in lines  # the peer did not run it: no cell
 
 
+BRIDGE_SETTINGS = {"steps": 4000, "batch": 256, "lr": 1e-2, "width": 64, "sigma": 1.0, "eval": 2000,
+                   "sde_steps": 100, "sde_tol": 1e-2, "rtol": 1e-4}
+
+
+@pytest.mark.parametrize("init", ["same", "native"])
+def test_bridges_history_keeps_the_chosen_init(init):
+    def row(w2, **extra):
+        return {**_bridge_row("flowjax_fm", "SDE EM 100", 0, w2), "quick": False, **BRIDGE_SETTINGS, **extra}
+
+    rows = [row(0.5), row(0.4, init="native"), row(0.3, init="same"), row(0.2, init="same", steps=60)]
+    ctx = _ctx(bb.SUITE, init=init, **BRIDGE_SETTINGS)
+    shown = bb.history(ctx, rows)
+    assert [r["w2"] for r in shown] == ([0.3] if init == "same" else [0.4])  # the newest of its init
+    rows_peer = [{**r, "library": "torchcfm"} for r in shown]
+    assert f"cell by cell (init: {init})" in bb.extra_md(ctx, shown + rows_peer)
+    assert f"Init: **{init}**" in bb.init_words(bb.init_of(shown))
+    assert bb.init_of([{"w2": 1.0}]) == "native"  # a row from before the flag
+
+
+def test_same_init_copies_torchcfm_weights_into_ours():
+    pytest.importorskip("torchcfm")
+    from flax import nnx
+
+    import flowjax_fm as fm
+
+    (net,), _ = bb.torch_mlps(3, 16, 1)
+    (again,), _ = bb.torch_mlps(3, 16, 1)  # the seed fixes torch's networks
+    assert all((a == b).all() for a, b in zip(net.state_dict().values(), again.state_dict().values(),
+                                                       strict=True))
+    model = fm.models.MLP(2, (16, 16, 16), activation="selu", rngs=nnx.Rngs(0))
+    assert bb.copy_torch_init(model, net, 0) <= bb.INIT_TOL
+    first = net.net[0].weight.detach().numpy()
+    assert (model.layers[0].kernel[...] == first.T).all()  # torch (out, in) is our (in, out)
+    with pytest.raises(ValueError, match="time_frequencies=0"):  # time fed differently: refused
+        bb.copy_torch_init(fm.models.MLP(2, (16, 16, 16), activation="selu", time_frequencies=2,
+                                         rngs=nnx.Rngs(0)), net, 0)
+    with pytest.raises(ValueError, match="layer"):
+        bb.copy_torch_init(fm.models.MLP(2, (16, 16), activation="selu", rngs=nnx.Rngs(0)), net, 0)
+
+
 def test_trajectory_tables_compare_per_held_out_time():
     def row(method, seed, prev, t0=None):
         return {"suite": "trajectory", "held": 2, "t_held": 0.5, "seed": seed, "method": method,
@@ -67,6 +109,14 @@ def test_trajectory_tables_compare_per_held_out_time():
     md = bt.extra_md(ctx, rows)
     assert "| 0.5 | from t_{k-1} | 0.300 | 0.400 | yes | 2/2 | 0.350 |" in md
     assert "| 0.5 | from t_0 | 0.500 | 0.450 | **no** | 0/2 | 0.350 |" in md
+    assert "per held-out time (init: native)" in md  # rows without the field: native
+    settings = {"steps": 3000, "batch": 256, "lr": 1e-3, "width": 64, "sigma": 0.1, "n": 1000, "rtol": 1e-4}
+    old = [{**r, "quick": False, **settings} for r in rows]
+    new = [{**r, "init": "same", "w2_prev": 0.25} for r in old]
+    assert {r["w2_prev"] for r in bt.history(_ctx(bt.SUITE, init="same", **settings), old + new)
+            if r["method"] == "flowjax_fm"} == {0.25}
+    assert {r["w2_prev"] for r in bt.history(_ctx(bt.SUITE, init="native", **settings), old + new)
+            if r["method"] == "flowjax_fm"} == {0.3}
 
 
 def _env(tmp_path):
@@ -87,8 +137,10 @@ def test_quick_mode_runs(module, name, tmp_path):
     assert rows and all(r["device_kind"] and r["versions"]["jax"] and r["quick"] for r in rows)
     libs = {r.get("library", r.get("method")) for r in rows}
     assert "flowjax_fm" in libs
+    assert all(r["init"] == "same" for r in rows)  # the default
     for r in rows:
         if r.get("library", r.get("method")) == "flowjax_fm":
             assert r.get("w2", r.get("w2_prev")) is not None and r["train_s"] > 0
+            assert r["init_max_diff"] <= 1e-5  # started from torchcfm's network
     assert (tmp_path / f"{name}_quick.md").read_text().startswith("# ")
     assert (tmp_path / f"{name}_quick.png").stat().st_size > 0

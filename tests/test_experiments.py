@@ -383,3 +383,16 @@ def test_source_density_exists_only_in_closed_form():
 def test_configs_are_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         RunConfig().steps = 3
+
+
+def test_a_recorded_none_is_not_filled_with_todays_defaults():
+    # run.json holds the config resolved at training time; a MeanFlow run trained before the
+    # few-step EMA default (0.999) recorded ema_decay None and must load without an EMA
+    saved = resolve(RunConfig(objective="meanflow"), "points").to_dict()
+    assert saved["ema_decay"] == 0.999
+    saved["ema_decay"] = None
+    config = _rundir._as_recorded(resolve(RunConfig.from_dict(saved), "points"), saved)
+    assert config.ema_decay is None
+    assert config.to_dict() == saved
+    unchanged = resolve(RunConfig(), "points")
+    assert _rundir._as_recorded(unchanged, unchanged.to_dict()) == unchanged

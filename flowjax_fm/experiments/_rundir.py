@@ -182,6 +182,29 @@ def _missing_keys(full: dict, saved: dict, prefix: str = "") -> list[str]:
     return out
 
 
+def _none_keys(saved: dict, prefix: str = "") -> list[str]:
+    out = []
+    for k, v in saved.items():
+        if v is None:
+            out.append(prefix + k)
+        elif isinstance(v, dict) and k != "options":
+            out += _none_keys(v, prefix + k + ".")
+    return out
+
+
+def _as_recorded(resolved, saved: dict):
+    """The resolved config with the recorded ``None`` values put back.
+
+    ``run.json`` holds the config as resolved when the run was trained, so a ``None`` in it is
+    what the run used (no EMA, no guidance, ...), not a gap: filling it with today's defaults
+    would describe another run (a MeanFlow run trained before the EMA default would sample
+    from an EMA it never trained)."""
+    from flowjax_fm.experiments._config import _get, override
+
+    back = {k: None for k in _none_keys(saved) if _get(resolved, k) is not None}
+    return override(resolved, back) if back else resolved
+
+
 def load_run(run_dir: str | os.PathLike, *, step: int | None = None) -> Run:
     """Rebuild a run from its directory: config, model, optimiser, restored state, source.
 
@@ -202,7 +225,7 @@ def load_run(run_dir: str | os.PathLike, *, step: int | None = None) -> Run:
         missing = _missing_keys(config.to_dict(), record["config"])
         if missing:
             raise ValueError(f"the config lacks {', '.join(missing)}")
-        config = resolve(config, record["kind"])
+        config = _as_recorded(resolve(config, record["kind"]), record["config"])
     except (TypeError, ValueError) as err:
         raise ValueError(f"{run_dir / 'run.json'} is damaged: {err}") from None
     check_ref(record["source"], "source")
