@@ -2,7 +2,7 @@ r"""Riemannian flow matching against the Euclidean baseline that ignores the man
 
 Run (one core, one thread):
 
-    .venv/bin/python -m benchmarks.bench_riemannian [--quick] [--seeds 0 1 2] [--steps 2500]
+    .venv/bin/python -m benchmarks.bench_riemannian [--quick] [--seeds 0 1 2] [--steps 10000]
         [--manifolds sphere torus] [--methods ...] [--solvers dopri5 rk4x20]
 
 Tasks (``flowjax_fm.data``'s manifold toys): **sphere**, uniform on :math:`S^2` to an
@@ -267,7 +267,7 @@ def run_case(ctx, case) -> dict:
 
 def flags(ap) -> None:
     ap.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2])
-    ap.add_argument("--steps", type=int, default=2500, help="training steps per model")
+    ap.add_argument("--steps", type=int, default=10_000, help="training steps per model")
     ap.add_argument("--chunk", type=int, default=500)
     ap.add_argument("--eval", type=int, default=2000, help="generated and target points scored")
     ap.add_argument("--manifolds", nargs="*", default=list(MANIFOLDS), choices=MANIFOLDS)

@@ -345,17 +345,18 @@ for task, method, w2, mmd, nfe in rows:
 # * On the **torus**, the geodesic flow with a periodic network handles the modes that the
 #   seams of a chart cut in two; the baseline that treats the angles as points of the plane
 #   has to build such a mode from two pieces at opposite edges of its square. In the
-#   benchmark (three seeds, 2,500 steps) RFM with OT pairs had the lower $W_2$ and MMD on
-#   every seed, and the same geodesic path with the baseline's network (raw angles, a field
-#   that jumps at the seam) lost most of that gain and needed ~7x the dopri5 evaluations.
+#   benchmark (three seeds) RFM with OT pairs had the lower $W_2$ and MMD on every seed, at
+#   2,500 steps and at 10,000 (0.228 against 0.264 there, floor 0.238); the same geodesic
+#   path with the baseline's network (raw angles, a field that jumps at the seam) needed
+#   ~5x the dopri5 evaluations and lost on MMD.
 # * On the **sphere** the naive baseline is strong: its chords through the ball end near
 #   the sphere, the final normalisation removes the radial error, and in three dimensions
-#   the straight paths of different pairs can pass each other at different radii. In the
-#   benchmark it was *ahead* of RFM on both scores at 2,500 steps (the tangent-projected
-#   network did worse than the plain one there); with 5,000 to 6,000 steps both came close
-#   to the two-sample floor in trial runs (one or two seeds, not in the table). A short run
-#   like this notebook's can rank them either way. See `benchmarks/results/riemannian.md`
-#   for every cell.
+#   the straight paths of different pairs can pass each other at different radii. At 2,500
+#   steps it was *ahead* of RFM on both scores (0.152 against 0.172 in $W_2$). At 10,000
+#   steps RFM is ahead, by a small margin next to the two-sample floor: $W_2$ 0.119
+#   (tangent network) and 0.117 (plain network) against 0.122, floor 0.110; MMD lower on
+#   average, per seed 1/3 and 2/3. A short run like this notebook's can rank them either
+#   way. See `benchmarks/results/riemannian.md` for every cell.
 #
 # References: Chen & Lipman 2024, *Flow Matching on General Geometries*; Wood 1994,
 # *Simulation of the von Mises Fisher distribution*; Feragen, Lauze & Hauberg 2015,
