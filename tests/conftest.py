@@ -68,6 +68,15 @@ SLOW_TIER = {
     "tests/test_auction.py::test_solver_policy_auction_paths",
     "tests/test_cli_few_step.py::test_other_few_step_objectives_train_and_sample[consistency]",
     "tests/test_discrete.py::test_token_mlp_shapes_null_class_and_traced_bad_tokens_are_nan",
+    # the slowest of a fresh-clone run at load ~5 (15 min 46 s; 8-16 s each there)
+    "tests/test_pairing_prefetch.py::test_prefetch_resume_is_exact_whatever_the_chunks",
+    "tests/test_pairing_prefetch.py::test_exact_ot_at_batch_1024_on_8_devices_through_fit[global]",
+    "tests/test_pairing_prefetch.py::test_exact_ot_at_batch_1024_on_8_devices_through_fit[per_shard]",
+    "tests/test_pairing_prefetch.py::test_prefetch_with_any_model_float_conditions_and_arrays_in_epochs[apply]",
+    "tests/test_semidiscrete.py::test_learned_potential_is_the_semidiscrete_ot",
+    "tests/test_manifolds.py::test_jit_equals_eager_and_vmap_equals_loop[sphere5]",
+    "tests/test_trajectory_ot.py::test_sinkhorn_rows_chains_and_pairs_refused",
+    "tests/test_sinkhorn_speed_modes.py::test_labels_and_cond_weight_in_the_kernel_domain",
     # Seen once (fresh-clone CI run, worker gw0, after other files): the jitted LogitNormalTime(-1, 2)
     # draw came back all NaN while eager was finite; it passes alone and in every other full run.
     # Kept out of the default run until the order dependence is found (noted in issue 10's close).
