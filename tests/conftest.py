@@ -77,6 +77,18 @@ SLOW_TIER = {
     "tests/test_manifolds.py::test_jit_equals_eager_and_vmap_equals_loop[sphere5]",
     "tests/test_trajectory_ot.py::test_sinkhorn_rows_chains_and_pairs_refused",
     "tests/test_sinkhorn_speed_modes.py::test_labels_and_cond_weight_in_the_kernel_domain",
+    # and the next ones of the idle fresh-clone run (7 min 57 s with the install; 3.7-4.9 s each)
+    "tests/test_token_toys.py::test_markov_digits_transitions_and_likelihood",
+    "tests/test_guards_couplings.py::test_unbalanced_checks_convergence_not_marginals",
+    "tests/test_large_sinkhorn.py::test_draws_follow_the_dense_plan[rows]",
+    "tests/test_time_sampling.py::test_values_shape_and_dtype[beta-bfloat16]",
+    "tests/test_semidiscrete.py::test_assign_under_jit_and_vmap_and_a_traced_epsilon[0.2]",
+    "tests/test_score_sde.py::test_sf2m_objective_trains_through_make_train_step[pair]",
+    "tests/test_semidiscrete.py::test_transform_trains_inside_fit_with_conditions",
+    "tests/test_manifold_toys.py::test_vmf_mean_resultant_length_in_another_dimension",
+    "tests/test_trajectory_ot.py::test_snapshots_is_a_pytree_and_leave_out",
+    "tests/test_large_sinkhorn.py::test_any_chunk_gives_the_same_pairs[pairs]",
+    "tests/test_guards_solves.py::test_low_precision_in_low_precision_out[float16]",
     # Seen once (fresh-clone CI run, worker gw0, after other files): the jitted LogitNormalTime(-1, 2)
     # draw came back all NaN while eager was finite; it passes alone and in every other full run.
     # Kept out of the default run until the order dependence is found (noted in issue 10's close).

@@ -63,6 +63,7 @@ def unet_122():
     return fm.models.UNet(1, channels=8, channel_mult=(1, 2, 2), rngs=nnx.Rngs(0))
 
 
+@pytest.mark.xdist_group("unet_122")  # one worker builds it (the first build compiles 54 initialisers)
 @pytest.mark.parametrize(
     "shape, match",
     [
