@@ -55,7 +55,7 @@ def test_bridges_tables_report_every_cell_and_mark_losses():
 
 
 BRIDGE_SETTINGS = {"steps": 4000, "batch": 256, "lr": 1e-2, "width": 64, "sigma": 1.0, "eval": 2000,
-                   "sde_steps": 100, "sde_tol": 1e-2, "rtol": 1e-4}
+                   "sde_steps": 100, "sde_tol": 1e-2, "rtol": 1e-4, "eval_draws": 1}
 
 
 @pytest.mark.parametrize("init", ["same", "native"])
