@@ -510,3 +510,16 @@ def test_kill_during_save_leaves_the_last_checkpoint_usable(tmp_path):
     assert json.loads((run / "metrics.json").read_text())["steps"] == 300
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps == sorted(steps)  # what the killed process logged past step 100 is dropped
+
+
+def test_a_run_recorded_before_later_config_keys_still_samples(plain, tmp_path):
+    # run.json files written before objective / objective_options / guidance_scale existed are
+    # read with those fields' defaults (what such a run used), not refused as damaged
+    run = _copy_run(plain, tmp_path / "run")
+    record = json.loads((run / "run.json").read_text())
+    for key in ("objective", "objective_options", "guidance_scale"):
+        record["config"].pop(key, None)
+    (run / "run.json").write_text(json.dumps(record))
+    loaded = fm.experiments.load_run(run)
+    assert loaded.config.objective == "cfm" and loaded.config.guidance_scale is None
+    assert loaded.config.ema_decay == json.loads((plain / "run.json").read_text())["config"]["ema_decay"]

@@ -182,6 +182,22 @@ def _missing_keys(full: dict, saved: dict, prefix: str = "") -> list[str]:
     return out
 
 
+# config keys added after runs were first recorded: a run.json without one is read with the
+# field's default, which is what such a run used (load_run and train --resume both fill them;
+# any other missing key is damage)
+LATER_KEYS = ("pairing", "prefetch", "pairing_workers", "objective", "objective_options", "guidance_scale")
+
+
+def with_later_keys(saved: dict) -> dict:
+    """A copy of a recorded config dict with the :data:`LATER_KEYS` it lacks at their defaults."""
+    from flowjax_fm.experiments._config import _default
+
+    out = dict(saved)
+    for name in LATER_KEYS:
+        out.setdefault(name, _default(name))
+    return out
+
+
 def _none_keys(saved: dict, prefix: str = "") -> list[str]:
     out = []
     for k, v in saved.items():
@@ -221,11 +237,12 @@ def load_run(run_dir: str | os.PathLike, *, step: int | None = None) -> Run:
     run_dir = Path(run_dir).expanduser().absolute()
     record = read_record(run_dir)
     try:
-        config = RunConfig.from_dict(record["config"])
-        missing = _missing_keys(config.to_dict(), record["config"])
+        saved = with_later_keys(record["config"])
+        config = RunConfig.from_dict(saved)
+        missing = _missing_keys(config.to_dict(), saved)
         if missing:
             raise ValueError(f"the config lacks {', '.join(missing)}")
-        config = _as_recorded(resolve(config, record["kind"]), record["config"])
+        config = _as_recorded(resolve(config, record["kind"]), saved)
     except (TypeError, ValueError) as err:
         raise ValueError(f"{run_dir / 'run.json'} is damaged: {err}") from None
     check_ref(record["source"], "source")

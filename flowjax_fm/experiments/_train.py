@@ -80,14 +80,12 @@ def prepare(config):
 
 
 def _check_resume(workdir: Path, config, refs) -> dict:
-    from flowjax_fm.experiments._rundir import read_record
+    from flowjax_fm.experiments._rundir import read_record, with_later_keys
 
     if not workdir.is_dir():
         raise ValueError(f"--resume: {workdir} holds no run")
     record = read_record(workdir)
-    saved, now = dict(record["config"]), config.to_dict()
-    for name in ("pairing", "prefetch", "pairing_workers"):  # runs older than these settings
-        saved.setdefault(name, type(config).__dataclass_fields__[name].default)
+    saved, now = with_later_keys(record["config"]), config.to_dict()
     saved["steps"] = now["steps"]  # a run may be extended
 
     def flat(d, prefix=""):
