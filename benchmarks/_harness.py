@@ -652,6 +652,17 @@ def _as_module() -> None:
         os.execv(sys.executable, [sys.executable, "-m", f"benchmarks.{pathlib.Path(path).stem}", *sys.argv[1:]])
 
 
+def positive_int(text: str) -> int:
+    """An argparse ``type``: an int >= 1, else a one-line usage error quoting the value."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an int >= 1, got {text!r}")
+    return value
+
+
 def parse(suite: Suite, argv: list[str] | None = None) -> argparse.Namespace:
     """The common flags, the suite's own, and its quick values for flags left at their default."""
     ap = argparse.ArgumentParser(prog=f"python -m benchmarks.{suite.name}",

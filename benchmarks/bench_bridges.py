@@ -441,7 +441,7 @@ def flags(ap) -> None:
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--width", type=int, default=64, help="MLP width, 3 hidden layers, SELU")
     ap.add_argument("--eval", type=int, default=2000, help="generated and target points per W2")
-    ap.add_argument("--eval-draws", type=int, default=5,
+    ap.add_argument("--eval-draws", type=h.positive_int, default=5,
                     help="source draws per score: W2 is their mean (timings use the first)")
     ap.add_argument("--sde-steps", type=int, default=100, help="Euler-Maruyama steps (ShARK: half)")
     ap.add_argument("--sde-tol", type=float, default=1e-2, help="adaptive Heun rtol = atol")

@@ -304,7 +304,7 @@ def flags(ap) -> None:
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--ema", type=float, default=None, help="EMA decay; evaluate the EMA parameters")
     ap.add_argument("--eval", type=int, default=2000, help="generated and target points per W2")
-    ap.add_argument("--eval-draws", type=int, default=5,
+    ap.add_argument("--eval-draws", type=h.positive_int, default=5,
                     help="source draws per score: W2 is the mean over them (the target points stay fixed)")
     ap.add_argument("--pairs", type=int, default=10_000, help="2-RF: dopri5 pairs from the CFM flow")
     ap.add_argument("--chunk", type=int, default=500, help="steps per compiled chunk")
