@@ -27,6 +27,9 @@ def rescore(run_dir: str, nfe: list[int]) -> dict:
     run = fm.experiments.load_run(run_dir)
     if run.kind != "images" or run.num_classes is None:
         raise SystemExit(f"{run_dir}: not a class-conditional image run")
+    if not (Path(run.directory) / "classifier.npz").is_file():
+        # the evaluator would train one and save it into the run: this script only reads runs
+        raise SystemExit(f"{run_dir}: no classifier.npz (the run's own classifier) to score with")
     out = {}
     for k in nfe:
         cfg = fm.experiments.override(run.config, {"eval.num_steps": k})
